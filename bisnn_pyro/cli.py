@@ -1,0 +1,108 @@
+"""The ``bisnn-pyro`` command: train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from .experiment import DATASETS, ConfigError, ExperimentConfig, create_run, open_run
+from .inference.checkpoint import CheckpointError
+from .inference.predict import MODES
+from .inference.rules import POINT_ESTIMATE_RULES, RULES
+from .inference.training import SCHEDULES, TrainingDiverged
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = ExperimentConfig()
+    parser = argparse.ArgumentParser(
+        prog="bisnn-pyro",
+        description="Binary-weight spiking neural networks trained by Bayesian learning (Pyro).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a network and write a run folder")
+    train.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
+    train.add_argument("--rule", choices=RULES, default=defaults.rule, help="learning rule (default: bayes)")
+    train.add_argument("--epochs", type=int, default=defaults.epochs)
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                       help="sequence: one step per sequence; online: one step per time step (the paper's)")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default: the rule's own)")
+    train.add_argument("--temperature", type=float, default=defaults.temperature, help="relaxation temperature tau")
+    train.add_argument("--prior-p", type=float, default=defaults.prior_p, help="prior P(w = +1)")
+    train.add_argument("--kl-weight", type=float, default=defaults.kl_weight, help="KL weight beta")
+    train.add_argument("--samples", type=int, default=defaults.samples, help="ensemble size K for the summary")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths")
+    train.add_argument("--out", required=True, help="run folder to write")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--mode", choices=MODES, default="ensemble")
+    evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> ExperimentConfig:
+    return ExperimentConfig(
+        dataset=args.dataset,
+        rule=args.rule,
+        epochs=args.epochs,
+        seed=args.seed,
+        schedule=args.schedule,
+        lr=args.lr,
+        temperature=args.temperature,
+        prior_p=args.prior_p,
+        kl_weight=args.kl_weight,
+        samples=args.samples,
+        batch_size=args.batch_size,
+        hidden=list(args.hidden),
+    ).validate()
+
+
+def _format(scores: dict) -> str:
+    k = f" (K={scores['samples']})" if scores["mode"] == "ensemble" else ""
+    return (
+        f"{scores['mode']}{k}: accuracy {scores['accuracy']:.3f}, NLL {scores['nll']:.3f}, "
+        f"Brier {scores['brier']:.3f}, ECE {scores['ece']:.3f} on {scores['n']} test points"
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    if args.resume:
+        run = open_run(args.out)
+        run.config.epochs = args.epochs
+    else:
+        run = create_run(_config(args), args.out)
+    start = time.perf_counter()
+    run.fit(args.epochs, progress=False if args.quiet else None)
+    seconds = time.perf_counter() - start
+    modes = ["map"] if run.config.rule in POINT_ESTIMATE_RULES else ["ensemble", "map"]
+    parts = [_format(run.evaluate(mode)) for mode in modes]
+    print(f"{run.config.rule} on {run.config.dataset}, {run.trainer.epoch} epochs in {seconds:.1f} s -> {run.directory}: " + "; ".join(parts))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    run = open_run(args.run_dir)
+    scores = run.evaluate(args.mode, args.samples)
+    print(json.dumps(scores) if args.json else _format(scores))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"train": _train, "evaluate": _evaluate}[args.command](args)
+    except (ConfigError, CheckpointError, TrainingDiverged) as error:
+        print(f"bisnn-pyro: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Runs: a configuration, the data it names, the model and rule it builds, and its folder on disk.
+
+A run folder is self-contained: ``config.json`` (everything needed to rebuild the model),
+``checkpoint.pt`` (written atomically after every epoch) and ``metrics.jsonl`` (one line per epoch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+from .analysis.metrics import summary
+from .data import SpikeDataset, two_moons
+from .inference import BayesianSNN, Trainer, make_rule
+from .inference.checkpoint import CheckpointError
+from .inference.predict import MODES
+from .inference.rules import RULES
+from .inference.training import SCHEDULES
+from .models import LIFParameters, ReadoutCategorical, SpikingMLP
+
+DATASETS = ("two-moons",)
+CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or unknown."""
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines a run; the defaults train Bayes-BiSNN on two moons in about 30 s."""
+
+    dataset: str = "two-moons"
+    rule: str = "bayes"
+    epochs: int = 60
+    batch_size: int = 40
+    schedule: str = "sequence"
+    seed: int = 0
+    lr: float | None = None
+    temperature: float = 0.5
+    prior_p: float = 0.5
+    kl_weight: float = 1.0
+    init_scale: float = 0.1
+    momentum: float = 0.0
+    samples: int = 10
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    steps: int = 100
+    burn_in: int = 10
+    surrogate: str = "boxcar"
+    train_size: int = 200
+    test_size: int = 1000
+    data_seed: int = 0
+
+    def validate(self) -> "ExperimentConfig":
+        checks = [
+            (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"),
+            (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
+            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
+            (self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (0 < self.prior_p < 1, f"prior probability p must lie in (0, 1), got {self.prior_p}"),
+            (self.kl_weight >= 0, f"KL weight must be >= 0, got {self.kl_weight}"),
+            (self.samples >= 1, f"number of samples K must be >= 1, got {self.samples}"),
+            (all(h >= 1 for h in self.hidden) and len(self.hidden) >= 1, f"hidden widths must be >= 1, got {self.hidden}"),
+            (0 <= self.burn_in < self.steps, f"burn-in must lie in [0, steps={self.steps}), got {self.burn_in}"),
+            (self.train_size >= 2 and self.test_size >= 2, "train and test sizes must be >= 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys {unknown}")
+        return cls(**values).validate()
+
+
+def load_data(config: ExperimentConfig) -> tuple[SpikeDataset, SpikeDataset]:
+    """(train, test) for the configured data set; the test set never overlaps the training seed."""
+    train = two_moons(config.train_size, config.steps, seed=2 * config.data_seed)
+    test = two_moons(config.test_size, config.steps, seed=2 * config.data_seed + 1)
+    return train, test
+
+
+def build(config: ExperimentConfig, train: SpikeDataset) -> tuple[BayesianSNN, Trainer]:
+    """The model of ``config`` with its rule's guide, and a trainer ready for epoch 1."""
+    config.validate()
+    pyro.set_rng_seed(config.seed)
+    rule = make_rule(
+        config.rule,
+        lr=config.lr,
+        temperature=config.temperature,
+        prior_p=config.prior_p,
+        init_scale=config.init_scale,
+        momentum=config.momentum,
+        seed=config.seed,
+    )
+    net = SpikingMLP(
+        train.x.shape[-1],
+        config.hidden,
+        int(train.y.max()) + 1,
+        neuron=LIFParameters(),
+        spike=config.surrogate,
+        readout_seed=config.seed,
+    )
+    likelihood = ReadoutCategorical(num_data=train.x.shape[0], burn_in=config.burn_in)
+    bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(train.x)
+    trainer = Trainer(
+        bsnn,
+        rule.optim,
+        rule.loss,
+        train.x,
+        train.y,
+        batch_size=config.batch_size,
+        schedule=config.schedule,
+        seed=config.seed,
+    )
+    return bsnn, trainer
+
+
+@dataclass
+class Run:
+    """A run folder brought to life: its configuration, data, model and trainer."""
+
+    directory: Path
+    config: ExperimentConfig
+    train: SpikeDataset
+    test: SpikeDataset
+    bsnn: BayesianSNN
+    trainer: Trainer
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    def fit(self, epochs: int | None = None, progress: bool | None = None) -> list[dict]:
+        return self.trainer.fit(epochs or self.config.epochs, run_dir=self.directory, progress=progress)
+
+    def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
+        """accuracy, nll, brier, ece of ``mode`` on the held-out test set."""
+        if mode not in MODES:
+            raise ConfigError(f"unknown prediction mode {mode!r}; expected one of {', '.join(MODES)}")
+        samples = self.config.samples if samples is None else samples
+        if samples < 1:
+            raise ConfigError(f"number of samples K must be >= 1, got {samples}")
+        probs = self.bsnn.predict(self.test.x, mode, samples)
+        used = samples if mode == "ensemble" else 1
+        return {**summary(probs, self.test.y), "mode": mode, "samples": used, "n": len(self.test.y)}
+
+
+def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
+    """A new run in ``directory``; refuses a folder that already holds a checkpoint."""
+    directory = Path(directory)
+    if (directory / CHECKPOINT_FILE).exists():
+        raise ConfigError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
+    train, test = load_data(config.validate())
+    bsnn, trainer = build(config, train)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (directory / METRICS_FILE).unlink(missing_ok=True)
+    return Run(directory, config, train, test, bsnn, trainer)
+
+
+def open_run(directory: str | Path) -> Run:
+    """Rebuild a run from its folder and load its latest checkpoint."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not (directory / CHECKPOINT_FILE).is_file():
+        raise CheckpointError(f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first")
+    try:
+        values = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"no {CONFIG_FILE} in {directory}: not a bisnn-pyro run folder") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{config_path} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{config_path} must hold a JSON object")
+    config = ExperimentConfig.from_dict(values)
+    train, test = load_data(config)
+    bsnn, trainer = build(config, train)
+    run = Run(directory, config, train, test, bsnn, trainer)
+    try:
+        trainer.resume(run.checkpoint)
+    except (KeyError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint {run.checkpoint} does not match {CONFIG_FILE}: {reason}") from None
+    return run

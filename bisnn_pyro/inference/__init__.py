@@ -1,0 +1,27 @@
+"""Guides, learning rules, the training loop and predictions over the models."""
+
+from .bnn import BayesianSNN
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .guides import SignBernoulliGuide, StraightThroughGuide
+from .optim import BayesianLearningRule, NaturalGradientSign
+from .predict import MODES
+from .rules import RULES, Rule, make_rule
+from .training import SCHEDULES, Trainer, TrainingDiverged
+
+__all__ = [
+    "BayesianLearningRule",
+    "BayesianSNN",
+    "CheckpointError",
+    "MODES",
+    "NaturalGradientSign",
+    "RULES",
+    "Rule",
+    "SCHEDULES",
+    "SignBernoulliGuide",
+    "StraightThroughGuide",
+    "Trainer",
+    "TrainingDiverged",
+    "load_checkpoint",
+    "make_rule",
+    "save_checkpoint",
+]

@@ -1,0 +1,163 @@
+"""The training loop: Pyro SVI over minibatches, with the sequence or the online update schedule.
+
+``sequence``: one SVI step per minibatch of whole sequences, per-step losses summed (cheap).
+``online``: one SVI step per time step after burn-in, weights re-sampled at every step and the
+network state carried between steps (the BiSNN paper's schedule).  The KL is divided among the
+T - burn_in steps, so one online sequence optimises the same total objective as one sequence step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from pyro import poutine
+from pyro.infer import SVI
+from pyro.infer.elbo import ELBO
+from pyro.optim import PyroOptim
+from tqdm.auto import tqdm
+
+from .bnn import BayesianSNN
+from .checkpoint import load_checkpoint, save_checkpoint
+
+SCHEDULES = ("sequence", "online")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The ELBO became NaN or infinite."""
+
+
+def optimizer_state(optim: PyroOptim, module: torch.nn.Module) -> dict[str, Any]:
+    """Per-parameter optimiser states keyed by the parameter's name in ``module``.
+
+    (Pyro's own ``get_state`` keys by the global parameter store, which module-local parameters
+    are not in.)
+    """
+    names = {id(p): n for n, p in module.named_parameters()}
+    return {names[id(p)]: opt.state_dict() for p, opt in optim.optim_objs.items() if id(p) in names}
+
+
+def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[str, Any]) -> None:
+    for name, param in module.named_parameters():
+        if name in state:
+            optimizer = optim.optim_objs[param] = optim._get_optim(param)
+            optimizer.load_state_dict(state[name])
+
+
+class Trainer:
+    """Runs SVI epochs for a :class:`BayesianSNN` on tensors ``x`` (N, T, features), ``y`` (N,)."""
+
+    def __init__(
+        self,
+        bsnn: BayesianSNN,
+        optim: PyroOptim,
+        loss: ELBO,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        batch_size: int = 40,
+        schedule: str = "sequence",
+        seed: int = 0,
+    ):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"x has {x.shape[0]} sequences but y has {y.shape[0]} labels")
+        self.bsnn, self.optim, self.x, self.y = bsnn, optim, x, y
+        self.batch_size, self.schedule = batch_size, schedule
+        self.svi = SVI(bsnn.model, bsnn.guide_fn, optim, loss)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+
+    def _sequence_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        return self.svi.step(xb, yb)
+
+    def _online_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        burn_in = self.bsnn.likelihood.burn_in
+        steps = xb.shape[1]
+        kl_scale = 1.0 / max(steps - burn_in, 1)
+        carry: dict = {}
+        state, total = None, 0.0
+        for t in range(steps):
+            xt = xb[:, t : t + 1]
+            if t < burn_in:
+                with torch.no_grad():
+                    guide_trace = poutine.trace(self.bsnn.guide_fn).get_trace(xt)
+                    poutine.replay(self.bsnn.model, trace=guide_trace)(xt, None, t0=t, state=state, carry=carry)
+            else:
+                total += self.svi.step(xt, yb, t0=t, state=state, carry=carry, kl_scale=kl_scale)
+            state = carry["state"]
+        return total
+
+    def run_epoch(self) -> dict[str, float]:
+        """One pass over the training set in a seeded random order."""
+        self.bsnn.train()
+        step = self._sequence_step if self.schedule == "sequence" else self._online_step
+        order = torch.randperm(self.x.shape[0], generator=self.generator)
+        start, total = time.perf_counter(), 0.0
+        for i in range(0, len(order), self.batch_size):
+            index = order[i : i + self.batch_size]
+            loss = step(self.x[index], self.y[index])
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate"
+                )
+            total += loss
+        self.epoch += 1
+        batches = math.ceil(len(order) / self.batch_size)
+        return {"epoch": self.epoch, "loss": total / batches, "seconds": time.perf_counter() - start}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "model": self.bsnn.state_dict(),
+            "optimizer": optimizer_state(self.optim, self.bsnn),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bsnn.load_state_dict(state["model"])
+        load_optimizer_state(self.optim, self.bsnn, state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch = int(state["epoch"])
+
+    def resume(self, checkpoint_path: str | Path) -> None:
+        self.load_state_dict(load_checkpoint(checkpoint_path))
+
+    def fit(
+        self,
+        epochs: int,
+        *,
+        run_dir: str | Path | None = None,
+        evaluate: Callable[[], dict[str, float]] | None = None,
+        progress: bool | None = None,
+    ) -> list[dict[str, float]]:
+        """Train until ``epochs`` epochs in total; with ``run_dir``, append each epoch's metrics to
+        ``metrics.jsonl`` and save ``checkpoint.pt`` after every epoch."""
+        history = []
+        bar = tqdm(
+            range(self.epoch, epochs),
+            desc=f"train ({self.schedule})",
+            unit="epoch",
+            disable=None if progress is None else not progress,
+        )
+        for _ in bar:
+            record = self.run_epoch()
+            if evaluate is not None:
+                record.update(evaluate())
+            history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4g}")
+            if run_dir is not None:
+                run_dir = Path(run_dir)
+                with open(run_dir / "metrics.jsonl", "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                save_checkpoint(run_dir / "checkpoint.pt", self.state_dict())
+        return history

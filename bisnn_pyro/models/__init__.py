@@ -1,0 +1,31 @@
+"""Network pieces that know no learning rule: neurons, surrogates, synapses, priors, likelihoods."""
+
+from .distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_probs
+from .likelihoods import ReadoutCategorical
+from .neurons import LIFParameters, LIFState, lif_initial_state, lif_step
+from .priors import BinaryPrior, GaussianPrior, Prior, RelaxedBinaryPrior, synapse_weights
+from .snn import SNNOutput, SpikingMLP
+from .surrogates import SURROGATES, boxcar, fast_sigmoid, sigmoid, surrogate
+
+__all__ = [
+    "BinaryPrior",
+    "GaussianPrior",
+    "LIFParameters",
+    "LIFState",
+    "Prior",
+    "ReadoutCategorical",
+    "RelaxedBinaryPrior",
+    "RelaxedSignBernoulli",
+    "SNNOutput",
+    "SURROGATES",
+    "SignBernoulli",
+    "SpikingMLP",
+    "boxcar",
+    "fast_sigmoid",
+    "lif_initial_state",
+    "lif_step",
+    "natural_from_probs",
+    "sigmoid",
+    "surrogate",
+    "synapse_weights",
+]

@@ -1,0 +1,161 @@
+"""Distributions over binary weights w in {-1, +1}, in natural parameters.
+
+A sign-Bernoulli with natural parameter lam has P(w = +1) = sigmoid(2 lam), mean tanh(lam) and
+log p(w) = w lam - log(2 cosh lam).  The same formula is finite for any w in [-1, 1], which is what
+Pyro needs when it evaluates the prior at a relaxed sample.  The relaxed (binary concrete) form
+draws w~ = tanh((lam + delta) / tau) with logistic noise delta; sign(w~) has exactly the
+sign-Bernoulli law, and w~ is differentiable in lam.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
+from torch.distributions.kl import register_kl
+from torch.nn.functional import logsigmoid
+
+
+def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
+    """log(2 cosh x), stable for large |x|."""
+    a = x.abs()
+    return a + torch.log1p(torch.exp(-2.0 * a))
+
+
+def natural_from_probs(p: torch.Tensor | float) -> torch.Tensor:
+    """Natural parameter lam = 0.5 logit(p) of a sign-Bernoulli with P(w = +1) = p."""
+    if not torch.is_tensor(p):
+        p = torch.as_tensor(p, dtype=torch.get_default_dtype())
+    return 0.5 * (torch.log(p) - torch.log1p(-p))
+
+
+class _SignBase(TorchDistribution):
+    """Shared shape handling for distributions parametrised by a natural parameter tensor."""
+
+    arg_constraints = {"natural": constraints.real}
+    support = constraints.interval(-1.0, 1.0)
+
+    def __init__(self, natural: torch.Tensor, validate_args: bool | None = None):
+        if not torch.is_tensor(natural):
+            natural = torch.as_tensor(natural, dtype=torch.get_default_dtype())
+        self.natural = natural
+        super().__init__(self.natural.shape, validate_args=validate_args)
+
+    def _copy_expanded(self, new, batch_shape):
+        new.natural = self.natural.expand(batch_shape)
+        TorchDistribution.__init__(new, torch.Size(batch_shape), validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """P(w = +1)."""
+        return torch.sigmoid(2.0 * self.natural)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return torch.tanh(self.natural)
+
+    @property
+    def mode(self) -> torch.Tensor:
+        return torch.where(self.natural >= 0, 1.0, -1.0).to(self.natural.dtype)
+
+
+class SignBernoulli(_SignBase):
+    """Exact distribution over {-1, +1} with natural parameter ``natural`` (lam)."""
+
+    has_enumerate_support = True
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(SignBernoulli, _instance)
+        return self._copy_expanded(new, batch_shape)
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return 1.0 - torch.tanh(self.natural) ** 2
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)
+            return torch.where(u < self.probs.expand(shape), 1.0, -1.0).to(self.natural.dtype)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        return value * self.natural - log_two_cosh(self.natural)
+
+    def entropy(self) -> torch.Tensor:
+        return log_two_cosh(self.natural) - torch.tanh(self.natural) * self.natural
+
+    def enumerate_support(self, expand: bool = True) -> torch.Tensor:
+        values = torch.tensor([-1.0, 1.0], dtype=self.natural.dtype, device=self.natural.device)
+        values = values.reshape((2,) + (1,) * len(self.batch_shape))
+        return values.expand((2,) + self.batch_shape) if expand else values
+
+
+class RelaxedSignBernoulli(_SignBase):
+    """Binary concrete relaxation of :class:`SignBernoulli` at temperature ``temperature``.
+
+    ``rsample`` returns tanh((lam + delta) / tau) with delta = 0.5 logit(u), u ~ U(0, 1).
+    ``log_prob`` is the density of that value on (-1, 1), evaluated on values clamped a few
+    ulps inside the interval so that it stays finite at saturated samples.
+    """
+
+    has_rsample = True
+
+    def __init__(
+        self,
+        natural: torch.Tensor,
+        temperature: float | torch.Tensor,
+        validate_args: bool | None = None,
+    ):
+        if not float(torch.as_tensor(temperature).min()) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        super().__init__(natural, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(RelaxedSignBernoulli, _instance)
+        new.temperature = self.temperature
+        return self._copy_expanded(new, batch_shape)
+
+    @property
+    def hard(self) -> SignBernoulli:
+        """The exact distribution of sign(w~)."""
+        return SignBernoulli(self.natural)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        finfo = torch.finfo(self.natural.dtype)
+        u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)
+        u = u.clamp(finfo.tiny, 1.0 - finfo.eps)
+        delta = 0.5 * (torch.log(u) - torch.log1p(-u))
+        return torch.tanh((self.natural + delta) / self.temperature)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        eps = torch.finfo(value.dtype).eps
+        w = value.clamp(-1.0 + eps, 1.0 - eps)
+        log1p_w, log1m_w = torch.log1p(w), torch.log1p(-w)
+        tau = torch.as_tensor(self.temperature, dtype=w.dtype, device=w.device)
+        x = tau * (log1p_w - log1m_w) - 2.0 * self.natural
+        return logsigmoid(x) + logsigmoid(-x) + torch.log(2.0 * tau) - log1p_w - log1m_w
+
+
+def _sign_kl(natural_q: torch.Tensor, natural_p: torch.Tensor) -> torch.Tensor:
+    mean_q = torch.tanh(natural_q)
+    return mean_q * (natural_q - natural_p) - log_two_cosh(natural_q) + log_two_cosh(natural_p)
+
+
+@register_kl(SignBernoulli, SignBernoulli)
+def _kl_sign_sign(q: SignBernoulli, p: SignBernoulli) -> torch.Tensor:
+    return _sign_kl(q.natural, p.natural)
+
+
+@register_kl(RelaxedSignBernoulli, SignBernoulli)
+def _kl_relaxed_sign(q: RelaxedSignBernoulli, p: SignBernoulli) -> torch.Tensor:
+    """Exact discrete KL of the signs: the relaxation is only a gradient device."""
+    return _sign_kl(q.natural, p.natural)
+

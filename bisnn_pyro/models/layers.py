@@ -1,0 +1,49 @@
+"""Synapses whose weight comes from outside: a Pyro sample site under a prior, or a parameter.
+
+The weight may carry leading sample dimensions (an ensemble of K draws, or vectorised particles);
+they are flattened into one leading dimension S, so inputs of shape (B, in) or (S, B, in) give
+outputs of shape (S, B, out).  Drives are scaled by 1/sqrt(fan_in) so that +-1 weights keep the
+membrane potential of order one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pyro.nn import PyroModule
+
+
+def linear_synapse(
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    scale: float,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """scale * inputs @ weight^T (+ bias), broadcasting any leading sample dimensions of weight."""
+    if weight.dim() > 2:
+        weight = weight.reshape(-1, *weight.shape[-2:])
+    out = torch.matmul(inputs, weight.transpose(-1, -2)) * scale
+    return out if bias is None else out + bias
+
+
+class BinaryLinear(PyroModule):
+    """Dense synapses; the weights are +-1 once a binary prior turns ``weight`` into a sample site."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.scale = 1.0 / math.sqrt(in_features)
+        self.weight = torch.nn.Parameter(torch.randn(out_features, in_features))
+        self.bias = torch.nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        """The map p -> W p / sqrt(fan_in) for a fixed draw of the weight."""
+        return lambda inputs: linear_synapse(inputs, weight, self.scale, bias)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return linear_synapse(inputs, self.weight, self.scale, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -1,0 +1,44 @@
+"""Likelihoods on readouts: the training term of the ELBO and the predictive distribution."""
+
+from __future__ import annotations
+
+import pyro
+import torch
+from pyro.distributions import Categorical
+
+
+class ReadoutCategorical:
+    """Categorical likelihood on every readout at every step after ``burn_in``.
+
+    The data plate has size ``num_data`` so a minibatch of B sequences is scaled by N/B.  Readouts
+    are (*S, B, layers, T, classes) covering the steps t0 .. t0 + T - 1 of the sequence.
+    Predictions use the last layer's readout averaged over the steps after burn-in.
+    """
+
+    def __init__(self, num_data: int, burn_in: int = 10):
+        if num_data < 1:
+            raise ValueError(f"num_data must be >= 1, got {num_data}")
+        if burn_in < 0:
+            raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+        self.num_data = num_data
+        self.burn_in = burn_in
+
+    def _after_burn_in(self, readouts: torch.Tensor, t0: int) -> torch.Tensor:
+        return readouts[..., max(self.burn_in - t0, 0):, :]
+
+    def __call__(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int = 0) -> None:
+        logits = self._after_burn_in(readouts, t0)
+        if logits.shape[-2] == 0:
+            return
+        batch, layers, steps = logits.shape[-4:-1]
+        obs = None if y is None else y.reshape(batch, 1, 1).expand(batch, layers, steps)
+        with pyro.plate("data", size=self.num_data, subsample_size=batch, dim=-1):
+            pyro.sample("obs", Categorical(logits=logits).to_event(2), obs=obs)
+
+    def logits(self, readouts: torch.Tensor) -> torch.Tensor:
+        """Time-averaged last-layer logits (*S, B, classes)."""
+        return self._after_burn_in(readouts, 0)[..., -1, :, :].mean(-2)
+
+    def probs(self, readouts: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (*S, B, classes) of each weight draw."""
+        return torch.softmax(self.logits(readouts), dim=-1)

@@ -1,0 +1,73 @@
+"""Spike non-linearities: a Heaviside step forward, a surrogate derivative backward.
+
+Each surrogate is a small factory with its hyper-parameter baked in (as in snnTorch), returning a
+callable ``spike(u) -> {0, 1}``.  ``SURROGATES`` names them so that a configuration file can too.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+SpikeFunction = Callable[[torch.Tensor], torch.Tensor]
+
+
+class _HeavisideWithSurrogate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]):
+        ctx.save_for_backward(u)
+        ctx.derivative = derivative
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (u,) = ctx.saved_tensors
+        return grad_output * ctx.derivative(u), None
+
+
+def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunction:
+    def spike(u: torch.Tensor) -> torch.Tensor:
+        return _HeavisideWithSurrogate.apply(u, derivative)
+
+    spike.derivative = derivative  # type: ignore[attr-defined]
+    return spike
+
+
+def boxcar(width: float = 0.5) -> SpikeFunction:
+    """Derivative 1 on |u| < width, 0 elsewhere (the BiSNN paper's choice)."""
+    return _spike_with(lambda u: (u.abs() < width).to(u.dtype))
+
+
+def sigmoid(slope: float = 4.0) -> SpikeFunction:
+    """Derivative of sigmoid(slope * u): slope * s * (1 - s)."""
+
+    def derivative(u: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(slope * u)
+        return slope * s * (1.0 - s)
+
+    return _spike_with(derivative)
+
+
+def fast_sigmoid(slope: float = 10.0) -> SpikeFunction:
+    """Derivative 1 / (1 + slope |u|)^2 (SuperSpike), cheap and heavy-tailed."""
+    return _spike_with(lambda u: 1.0 / (1.0 + slope * u.abs()) ** 2)
+
+
+SURROGATES: dict[str, Callable[..., SpikeFunction]] = {
+    "boxcar": boxcar,
+    "sigmoid": sigmoid,
+    "fast-sigmoid": fast_sigmoid,
+}
+
+
+def surrogate(name_or_fn: str | SpikeFunction) -> SpikeFunction:
+    """A spike function from a registered name (default hyper-parameters) or a callable."""
+    if callable(name_or_fn):
+        return name_or_fn
+    try:
+        return SURROGATES[name_or_fn]()
+    except KeyError:
+        raise ValueError(
+            f"unknown surrogate {name_or_fn!r}; expected one of {sorted(SURROGATES)}"
+        ) from None

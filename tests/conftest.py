@@ -1,0 +1,16 @@
+import pyro
+import pytest
+import torch
+
+import bisnn_pyro  # noqa: F401  (turns on module-local parameters)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_pyro():
+    """Every test starts from a fixed seed, module-local parameters and an empty global store."""
+    pyro.settings.set(module_local_params=True)
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    torch.set_num_threads(2)
+    yield
+    assert len(pyro.get_param_store()) == 0, "a test left parameters in Pyro's global store"

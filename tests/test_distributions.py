@@ -1,0 +1,110 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, RelaxedBernoulli, kl_divergence
+
+from bisnn_pyro.models.distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_probs
+
+LAMBDAS = torch.tensor([-3.0, -0.7, 0.0, 0.2, 1.5, 4.0], dtype=torch.float64)
+
+
+def to_bit(w):
+    return (w + 1) / 2
+
+
+def test_log_prob_normalises_and_matches_torch_bernoulli():
+    d = SignBernoulli(LAMBDAS)
+    support = d.enumerate_support()
+    assert support.shape == (2, len(LAMBDAS))
+    total = d.log_prob(support).exp().sum(0)
+    torch.testing.assert_close(total, torch.ones_like(LAMBDAS))
+    reference = Bernoulli(logits=2 * LAMBDAS)
+    for w in (-1.0, 1.0):
+        value = torch.full_like(LAMBDAS, w)
+        torch.testing.assert_close(d.log_prob(value), reference.log_prob(to_bit(value)))
+
+
+def test_moments_and_entropy():
+    d = SignBernoulli(LAMBDAS)
+    torch.testing.assert_close(d.probs, torch.sigmoid(2 * LAMBDAS))
+    torch.testing.assert_close(d.mean, torch.tanh(LAMBDAS))
+    torch.testing.assert_close(d.entropy(), Bernoulli(logits=2 * LAMBDAS).entropy())
+    assert torch.equal(d.mode, torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
+
+
+def test_samples_have_the_right_mean():
+    d = SignBernoulli(LAMBDAS)
+    draws = d.sample((40000,))
+    assert set(draws.unique().tolist()) <= {-1.0, 1.0}
+    stderr = (d.variance / 40000).sqrt()
+    assert ((draws.mean(0) - d.mean).abs() <= 5 * stderr + 1e-9).all()
+
+
+def test_kl_matches_torch_and_enumeration():
+    lam_p = torch.tensor([0.3, -1.0, 0.0, 2.0, -0.5, 0.1], dtype=torch.float64)
+    q, p = SignBernoulli(LAMBDAS), SignBernoulli(lam_p)
+    kl = kl_divergence(q, p)
+    torch.testing.assert_close(kl, kl_divergence(Bernoulli(logits=2 * LAMBDAS), Bernoulli(logits=2 * lam_p)))
+    support = q.enumerate_support()
+    enumerated = (q.log_prob(support).exp() * (q.log_prob(support) - p.log_prob(support))).sum(0)
+    torch.testing.assert_close(kl, enumerated)
+    # the relaxed guide is charged the exact KL of its signs
+    torch.testing.assert_close(kl_divergence(RelaxedSignBernoulli(LAMBDAS, 0.5), p), kl)
+    # and Independent wrappers sum it, as Pyro's to_event needs
+    summed = kl_divergence(RelaxedSignBernoulli(LAMBDAS, 0.5).to_event(1), p.to_event(1))
+    torch.testing.assert_close(summed, kl.sum())
+
+
+def test_natural_from_probs_roundtrip():
+    p = torch.tensor([0.01, 0.3, 0.5, 0.9], dtype=torch.float64)
+    torch.testing.assert_close(SignBernoulli(natural_from_probs(p)).probs, p)
+    assert natural_from_probs(0.5).item() == 0.0
+
+
+def test_sign_of_relaxed_sample_has_the_exact_law():
+    d = RelaxedSignBernoulli(LAMBDAS, temperature=0.7)
+    draws = d.rsample((40000,))
+    assert ((draws >= -1) & (draws <= 1)).all()
+    frequency = (draws > 0).double().mean(0)
+    p = torch.sigmoid(2 * LAMBDAS)
+    assert ((frequency - p).abs() <= 5 * (p * (1 - p) / 40000).sqrt() + 1e-9).all()
+
+
+def test_zero_temperature_limit_gives_exact_signs():
+    d = RelaxedSignBernoulli(LAMBDAS, temperature=1e-9)
+    draws = d.rsample((5000,))
+    assert set(draws.unique().tolist()) == {-1.0, 1.0}
+
+
+def test_relaxed_sample_is_differentiable():
+    lam = LAMBDAS.clone().requires_grad_()
+    RelaxedSignBernoulli(lam, 1.0).rsample((100,)).sum().backward()
+    assert lam.grad is not None and (lam.grad > 0).all()
+
+
+@pytest.mark.parametrize("tau", [0.3, 1.0, 2.5])
+def test_relaxed_log_prob_matches_torch_relaxed_bernoulli(tau):
+    w = torch.linspace(-0.995, 0.995, 41, dtype=torch.float64).unsqueeze(-1)
+    ours = RelaxedSignBernoulli(LAMBDAS, tau).log_prob(w)
+    reference = RelaxedBernoulli(torch.tensor(tau, dtype=torch.float64), logits=2 * LAMBDAS).log_prob(to_bit(w))
+    torch.testing.assert_close(ours, reference - math.log(2.0))
+
+
+def test_relaxed_log_prob_is_finite_at_the_boundary():
+    d = RelaxedSignBernoulli(torch.tensor([0.0, 3.0, -3.0]), 0.2)
+    for value in (-1.0, 1.0):
+        assert torch.isfinite(d.log_prob(torch.full((3,), value))).all()
+    # and the prior's exact log-density accepts relaxed values too
+    assert torch.isfinite(SignBernoulli(torch.zeros(3)).log_prob(torch.tensor([-0.3, 0.0, 0.9]))).all()
+
+
+def test_bad_temperature_is_rejected():
+    with pytest.raises(ValueError, match="temperature"):
+        RelaxedSignBernoulli(torch.zeros(2), 0.0)
+
+
+def test_expand_keeps_parameters():
+    d = RelaxedSignBernoulli(torch.tensor(0.4), 0.5).expand((3, 2))
+    assert d.batch_shape == (3, 2) and d.temperature == 0.5
+    assert SignBernoulli(torch.tensor(0.4)).expand((2,)).log_prob(torch.ones(2)).shape == (2,)

@@ -1,0 +1,90 @@
+import math
+
+import torch
+from pyro import poutine
+
+from bisnn_pyro.models import BinaryPrior, LIFParameters, SpikingMLP, lif_initial_state, lif_step
+from bisnn_pyro.models.surrogates import boxcar, fast_sigmoid, sigmoid, surrogate
+
+HALF = LIFParameters(tau_mem=1 / math.log(2), tau_syn=1 / math.log(2), tau_ref=1 / math.log(2))
+
+
+def test_golden_trace_by_hand():
+    """Decays 0.5, weight 2, input spikes 1 0 0 1 0, worked out step by step on paper."""
+    inputs = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0]).reshape(5, 1, 1)
+    synapse = lambda p: 2.0 * p  # noqa: E731
+    state = lif_initial_state(inputs[0])
+    potentials, spikes = [], []
+    for x in inputs:
+        s, u, state = lif_step(x, state, synapse, HALF, boxcar())
+        potentials.append(u.item())
+        spikes.append(s.item())
+    assert potentials == [0.0, 2.0, 1.0, 0.0, 2.25]
+    assert spikes == [0.0, 1.0, 1.0, 0.0, 1.0]
+    assert state.p.item() == 1.5 and state.q.item() == 0.5625 and state.r.item() == 0.75
+
+
+def test_threshold_shifts_the_spike():
+    state = lif_initial_state(torch.ones(1, 1))
+    state = state._replace(p=torch.ones(1, 1))
+    s, u, _ = lif_step(torch.zeros(1, 1), state, lambda p: 0.8 * p, LIFParameters(threshold=1.0), boxcar())
+    assert s.item() == 0.0 and u.item() > 0
+
+
+def test_surrogate_derivatives():
+    u = torch.linspace(-2, 2, 81, requires_grad=True)
+    boxcar(0.5)(u).sum().backward()
+    assert torch.equal(u.grad, (u.detach().abs() < 0.5).float())
+    for slope in (1.0, 5.0):
+        u = torch.linspace(-2, 2, 81, requires_grad=True)
+        sigmoid(slope)(u).sum().backward()
+        reference = torch.linspace(-2, 2, 81, requires_grad=True)
+        torch.sigmoid(slope * reference).sum().backward()
+        torch.testing.assert_close(u.grad, reference.grad)
+    u = torch.tensor([0.0, 0.5], requires_grad=True)
+    fast_sigmoid(2.0)(u).sum().backward()
+    torch.testing.assert_close(u.grad, torch.tensor([1.0, 0.25]))
+    assert surrogate("boxcar")(torch.tensor([0.1, -0.1])).tolist() == [1.0, 0.0]
+
+
+def test_unknown_surrogate_is_a_clear_error():
+    try:
+        surrogate("tanh")
+    except ValueError as error:
+        assert "tanh" in str(error) and "boxcar" in str(error)
+    else:
+        raise AssertionError("expected a ValueError")
+
+
+def test_network_shapes_and_batched_weight_draws_equal_separate_passes():
+    torch.manual_seed(0)
+    net = BinaryPrior().apply_(SpikingMLP(6, (8, 5), 3))
+    x = torch.bernoulli(torch.full((4, 12, 6), 0.4))
+    draws = [torch.sign(torch.randn(3, layer.out_features, layer.in_features)) for layer in net.layers]
+
+    batched = poutine.condition(net, data={"layers.0.weight": draws[0], "layers.1.weight": draws[1]})(x)
+    assert batched.readouts.shape == (3, 4, 2, 12, 3)
+    assert batched.spike_counts.shape == (3, 2)
+    for k in range(3):
+        single = poutine.condition(net, data={"layers.0.weight": draws[0][k], "layers.1.weight": draws[1][k]})(x)
+        torch.testing.assert_close(batched.readouts[k], single.readouts)
+
+
+def test_state_carries_a_sequence_across_calls():
+    torch.manual_seed(1)
+    net = SpikingMLP(4, (6,), 2)
+    x = torch.bernoulli(torch.full((2, 10, 4), 0.5))
+    whole = net(x).readouts
+    first = net(x[:, :4])
+    second = net(x[:, 4:], first.state)
+    torch.testing.assert_close(torch.cat([first.readouts, second.readouts], dim=-2), whole)
+
+
+def test_local_learning_blocks_gradients_between_layers():
+    torch.manual_seed(2)
+    net = SpikingMLP(4, (6, 6), 2)
+    x = torch.bernoulli(torch.full((3, 8, 4), 0.6))
+    readouts = net(x).readouts
+    readouts[..., 1, :, :].sum().backward()  # the second layer's local loss
+    assert net.layers[0].weight.grad is None or net.layers[0].weight.grad.abs().sum() == 0
+    assert net.layers[1].weight.grad.abs().sum() > 0
