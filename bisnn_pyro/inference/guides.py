@@ -14,6 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions import Delta
+from pyro.poutine.util import site_is_subsample
 from pyro.nn import PyroModule, PyroParam
 
 from ..models.distributions import RelaxedSignBernoulli, SignBernoulli
@@ -26,7 +27,7 @@ def _latent_sites(model: Callable, *args, **kwargs) -> dict[str, torch.Size]:
     return {
         name: site["value"].shape
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
 
 

@@ -7,6 +7,7 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 MODES = ("map", "ensemble", "mean")
 
@@ -34,7 +35,7 @@ def sample_weights(guide: torch.nn.Module, example_input: torch.Tensor, samples:
     return {
         name: site["value"]
         for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }
 
 

@@ -33,11 +33,11 @@ POINT_ESTIMATE_RULES = ("ste", "fp")  # their guides are point masses: an ensemb
 
 DEFAULT_LR = {
     "bayes": 5e-4,
-    "bayes-adam": 1e-2,
-    "bayes-sf": 1e-2,
+    "bayes-adam": 5e-2,
+    "bayes-sf": 5e-2,
     "ste": 1e-3,
-    "fp": 1e-3,
-    "fp-bayes": 1e-3,
+    "fp": 2e-2,
+    "fp-bayes": 1e-2,
 }
 
 
@@ -78,7 +78,9 @@ def make_rule(
     if not lr > 0:
         raise ValueError(f"learning rate must be > 0, got {lr}")
     adam = pyro.optim.Adam({"lr": lr})
-    particles = dict(num_particles=num_particles, vectorize_particles=num_particles > 1)
+    # one plate (the data) in the model; vectorised particles sit at dim -2, the leading sample
+    # dimension the network broadcasts its weights over
+    particles = dict(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
     if name in ("bayes", "bayes-adam", "bayes-sf"):
         guide = partial(
             SignBernoulliGuide,

@@ -42,9 +42,11 @@ def optimizer_state(optim: PyroOptim, module: torch.nn.Module) -> dict[str, Any]
 
 
 def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Inverse of :func:`optimizer_state`: builds each parameter's optimiser as ``PyroOptim`` would."""
     for name, param in module.named_parameters():
         if name in state:
             optimizer = optim.optim_objs[param] = optim._get_optim(param)
+            optim.grad_clip[param] = optim._get_grad_clip(param)
             optimizer.load_state_dict(state[name])
 
 

@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bisnn_pyro.cli import main
+
+TINY = ["--epochs", "1", "--hidden", "16", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "bayes"
+    assert main(["train", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_train_writes_a_run_folder_and_a_summary(trained_run):
+    assert {p.name for p in trained_run.iterdir()} >= {"config.json", "checkpoint.pt", "metrics.jsonl"}
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+    assert json.loads((trained_run / "config.json").read_text())["rule"] == "bayes"
+
+
+def test_evaluate_json(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(trained_run), "--json", "--samples", "3")
+    assert code == 0
+    scores = json.loads(out)
+    assert {"accuracy", "nll", "brier", "ece", "mode", "samples", "n"} <= scores.keys()
+    assert scores["mode"] == "ensemble" and scores["samples"] == 3 and scores["n"] == 1000
+    assert 0 <= scores["accuracy"] <= 1 and scores["nll"] > 0
+    code, out, _ = run_cli(capsys, "evaluate", str(trained_run), "--mode", "map", "--json")
+    assert json.loads(out)["samples"] == 1
+
+
+def test_existing_run_is_not_overwritten(trained_run, capsys):
+    before = (trained_run / "checkpoint.pt").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--out", str(trained_run), *TINY)
+    assert code == 2 and "--resume" in err
+    assert (trained_run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--temperature", "0"], "temperature must be > 0"),
+        (["train", "--temperature", "-1"], "temperature must be > 0"),
+        (["train", "--prior-p", "1.0"], "p must lie in (0, 1)"),
+        (["train", "--prior-p", "0"], "p must lie in (0, 1)"),
+        (["train", "--samples", "0"], "K must be >= 1"),
+        (["train", "--epochs", "0"], "epochs must be >= 1"),
+        (["train", "--lr", "-0.1"], "learning rate must be > 0"),
+    ],
+)
+def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert err.strip().count("\n") == 0 and message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--rule", "bogus"), ("--dataset", "imagenet")])
+def test_unknown_choices_are_rejected(tmp_path, capsys, flag, value):
+    code, _, err = run_cli(capsys, "train", flag, value, "--out", str(tmp_path))
+    assert code == 2 and "invalid choice" in err and value in err
+
+
+def test_evaluate_without_checkpoint(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and "no checkpoint" in err and err.strip().count("\n") == 0
+
+
+def test_evaluate_bad_samples(trained_run, capsys):
+    code, _, err = run_cli(capsys, "evaluate", str(trained_run), "--samples", "0")
+    assert code == 2 and "K must be >= 1" in err
+
+
+def test_corrupted_checkpoint(trained_run, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((trained_run / "config.json").read_text())
+    data = (trained_run / "checkpoint.pt").read_bytes()
+    (broken / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    code, _, err = run_cli(capsys, "evaluate", str(broken))
+    assert code == 2 and "corrupted checkpoint" in err and err.strip().count("\n") == 0
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    code, _, err = run_cli(capsys, "evaluate", str(broken))
+    assert code == 2 and "checkpoint" in err
+
+
+def test_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "bisnn_pyro", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--kl-weight" in result.stdout

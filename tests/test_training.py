@@ -1,0 +1,102 @@
+import json
+
+import pyro
+import pytest
+import torch
+
+from bisnn_pyro.experiment import ExperimentConfig, create_run, open_run
+from bisnn_pyro.inference import make_rule
+from bisnn_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
+
+SMALL = dict(hidden=[48], steps=40, burn_in=5, test_size=300, samples=5)
+
+
+def train(tmp_path, name="run", **overrides):
+    run = create_run(ExperimentConfig(**{**SMALL, **overrides}), tmp_path / name)
+    run.fit(progress=False)
+    return run
+
+
+@pytest.mark.parametrize(
+    "rule, mode, options",
+    [
+        ("bayes", "ensemble", {}),
+        ("bayes", "map", {}),
+        ("bayes-adam", "ensemble", {}),
+        ("ste", "map", {"lr": 1e-2}),  # the default 1e-3 needs ~20 epochs
+        ("fp", "map", {}),
+        ("fp-bayes", "ensemble", {}),
+    ],
+)
+def test_each_rule_learns_two_moons(tmp_path, rule, mode, options):
+    """Six epochs of a 48-neuron network: chance is 0.5; every rule gets past 0.85."""
+    epochs = 6
+    run = train(tmp_path, rule=rule, epochs=epochs, **options)
+    losses = [json.loads(line)["loss"] for line in (run.directory / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == epochs
+    assert run.evaluate(mode)["accuracy"] >= 0.85
+    assert losses[-1] < losses[0]
+
+
+def test_score_function_rule_trains_without_error(tmp_path):
+    """bayes-sf runs end to end (its estimator's unbiasedness is tested in test_learning_rule)."""
+    run = train(tmp_path, rule="bayes-sf", epochs=2)
+    assert 0 <= run.evaluate("ensemble")["accuracy"] <= 1
+
+
+def test_online_schedule_learns(tmp_path):
+    run = train(tmp_path, schedule="online", epochs=2)
+    assert run.evaluate("map")["accuracy"] >= 0.8
+
+
+def test_save_load_predict_roundtrip(tmp_path):
+    run = train(tmp_path, epochs=1)
+    again = open_run(run.directory)
+    x = run.test.x[:50]
+    assert torch.equal(run.bsnn.predict(x, "map"), again.bsnn.predict(x, "map"))
+    assert torch.equal(run.bsnn.predict(x, "mean"), again.bsnn.predict(x, "mean"))
+    pyro.set_rng_seed(5)
+    first = run.bsnn.predict(x, "ensemble", 4)
+    pyro.set_rng_seed(5)
+    assert torch.equal(first, again.bsnn.predict(x, "ensemble", 4))
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight = train(tmp_path, "straight", epochs=2)
+    half = train(tmp_path, "half", epochs=1)
+    resumed = open_run(half.directory)
+    assert resumed.trainer.epoch == 1
+    resumed.fit(2, progress=False)
+    for (name, a), (_, b) in zip(straight.bsnn.state_dict().items(), resumed.bsnn.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert len((half.directory / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_checkpoint_is_plain_tensors_and_atomic(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"epoch": 3, "weights": torch.ones(2)})
+    assert load_checkpoint(path)["epoch"] == 3
+    with pytest.raises(Exception):
+        save_checkpoint(path, {"epoch": 4, "bad": lambda: None})  # not serialisable
+    assert load_checkpoint(path)["epoch"] == 3  # the old checkpoint survived
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+def test_ensemble_draws_differ_and_average_in_probability(tmp_path):
+    run = train(tmp_path, epochs=1)
+    per_draw = run.bsnn.predictive_probs(run.test.x[:20], "ensemble", 6)
+    assert per_draw.shape == (6, 20, 2)
+    assert not torch.allclose(per_draw[0], per_draw[1])
+    torch.testing.assert_close(run.bsnn.predict(run.test.x[:20], "map").sum(-1), torch.ones(20))
+
+
+def test_rule_rejects_bad_hyper_parameters():
+    for kwargs, message in [
+        ({"temperature": 0.0}, "temperature"),
+        ({"prior_p": 1.5}, "(0, 1)"),
+        ({"lr": 0.0}, "learning rate"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            make_rule("bayes", **kwargs)
+    with pytest.raises(ValueError, match="unknown rule"):
+        make_rule("bayes-xyz")
