@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths")
     train.add_argument("--out", required=True, help="run folder to write")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs (its other settings come from its config.json)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set")
