@@ -100,3 +100,19 @@ def test_rule_rejects_bad_hyper_parameters():
             make_rule("bayes", **kwargs)
     with pytest.raises(ValueError, match="unknown rule"):
         make_rule("bayes-xyz")
+
+
+def test_pyro_predictive_works_on_the_model(tmp_path):
+    """Pyro's own Predictive draws exact +-1 weights from the guide and batches them."""
+    from pyro import poutine
+    from pyro.infer import Predictive
+
+    run = train(tmp_path, epochs=1)
+    bsnn, x = run.bsnn.eval(), run.test.x[:30]
+    predictive = Predictive(bsnn.model, guide=bsnn.guide, num_samples=5, parallel=True,
+                            return_sites=["_RETURN", "layers.0.weight"])
+    out = predictive(x)
+    assert out["_RETURN"].shape == (5, 30, 1, 40, 2)  # draws, points, layers, steps, classes
+    assert set(out["layers.0.weight"].unique().tolist()) == {-1.0, 1.0}
+    again = poutine.condition(bsnn.net, data={"layers.0.weight": out["layers.0.weight"]})(x).readouts
+    torch.testing.assert_close(again, out["_RETURN"])
