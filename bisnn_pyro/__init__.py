@@ -8,10 +8,10 @@ never share parameters by name and a saved model reloads exactly.
 
 import pyro
 
-pyro.settings.set(module_local_params=True)
-
 from .inference import BayesianSNN, Trainer, make_rule
 from .models import BinaryPrior, GaussianPrior, LIFParameters, ReadoutCategorical, SpikingMLP
+
+pyro.settings.set(module_local_params=True)
 
 __version__ = "0.1.0"
 

@@ -38,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths")
     train.add_argument("--out", required=True, help="run folder to write")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs (its other settings come from its config.json)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out up to --epochs (its other settings come from its config.json)",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set")
@@ -77,7 +81,6 @@ def _format(scores: dict) -> str:
 def _train(args: argparse.Namespace) -> None:
     if args.resume:
         run = open_run(args.out)
-        run.config.epochs = args.epochs
     else:
         run = create_run(_config(args), args.out)
     start = time.perf_counter()
@@ -85,7 +88,8 @@ def _train(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     modes = ["map"] if run.config.rule in POINT_ESTIMATE_RULES else ["ensemble", "map"]
     parts = [_format(run.evaluate(mode)) for mode in modes]
-    print(f"{run.config.rule} on {run.config.dataset}, {run.trainer.epoch} epochs in {seconds:.1f} s -> {run.directory}: " + "; ".join(parts))
+    header = f"{run.config.rule} on {run.config.dataset}, {run.trainer.epoch} epochs in {seconds:.1f} s"
+    print(f"{header} -> {run.directory}: " + "; ".join(parts))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pyro
-import torch
 
 from .analysis.metrics import summary
 from .data import SpikeDataset, two_moons
 from .inference import BayesianSNN, Trainer, make_rule
 from .inference.checkpoint import CheckpointError
-from .inference.predict import MODES
+from .inference.predict import check_mode
 from .inference.rules import RULES
 from .inference.training import SCHEDULES
 from .models import LIFParameters, ReadoutCategorical, SpikingMLP
@@ -69,7 +68,7 @@ class ExperimentConfig:
             (0 < self.prior_p < 1, f"prior probability p must lie in (0, 1), got {self.prior_p}"),
             (self.kl_weight >= 0, f"KL weight must be >= 0, got {self.kl_weight}"),
             (self.samples >= 1, f"number of samples K must be >= 1, got {self.samples}"),
-            (all(h >= 1 for h in self.hidden) and len(self.hidden) >= 1, f"hidden widths must be >= 1, got {self.hidden}"),
+            (len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden widths must be >= 1, got {self.hidden}"),
             (0 <= self.burn_in < self.steps, f"burn-in must lie in [0, steps={self.steps}), got {self.burn_in}"),
             (self.train_size >= 2 and self.test_size >= 2, "train and test sizes must be >= 2"),
         ]
@@ -153,11 +152,11 @@ class Run:
 
     def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
         """accuracy, nll, brier, ece of ``mode`` on the held-out test set."""
-        if mode not in MODES:
-            raise ConfigError(f"unknown prediction mode {mode!r}; expected one of {', '.join(MODES)}")
         samples = self.config.samples if samples is None else samples
-        if samples < 1:
-            raise ConfigError(f"number of samples K must be >= 1, got {samples}")
+        try:
+            check_mode(mode, samples)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         probs = self.bsnn.predict(self.test.x, mode, samples)
         used = samples if mode == "ensemble" else 1
         return {**summary(probs, self.test.y), "mode": mode, "samples": used, "n": len(self.test.y)}
@@ -181,7 +180,9 @@ def open_run(directory: str | Path) -> Run:
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
-        raise CheckpointError(f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first")
+        raise CheckpointError(
+            f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first"
+        )
     try:
         values = json.loads(config_path.read_text())
     except FileNotFoundError:

@@ -38,7 +38,6 @@ def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
     confidence, predicted = probs.double().max(-1)
     correct = (predicted == labels).double()
     index = torch.clamp((confidence * bins).ceil().long() - 1, 0, bins - 1)
-    total = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(confidence))
     conf_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence)
     acc_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
     return ((conf_sum - acc_sum).abs().sum() / len(labels)).item()

@@ -69,11 +69,10 @@ class Prior:
                 delattr(module, param_name)
                 module.register_buffer(key, buffer)
                 event_dim = buffer.dim()
-                setattr(
-                    module,
-                    param_name,
-                    PyroSample(lambda m, key=key, event_dim=event_dim: self.distribution(getattr(m, key)).to_event(event_dim)),
+                site = PyroSample(
+                    lambda m, key=key, event_dim=event_dim: self.distribution(getattr(m, key)).to_event(event_dim)
                 )
+                setattr(module, param_name, site)
         return net
 
 

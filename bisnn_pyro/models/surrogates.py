@@ -30,7 +30,6 @@ def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunc
     def spike(u: torch.Tensor) -> torch.Tensor:
         return _HeavisideWithSurrogate.apply(u, derivative)
 
-    spike.derivative = derivative  # type: ignore[attr-defined]
     return spike
 
 
