@@ -1,5 +1,31 @@
-"""Metrics and reports on trained models."""
+"""Metrics, posterior diagnostics, ArviZ conversion, figures and reports on trained models."""
 
-from .metrics import accuracy, brier, ece, nll, summary
+from .metrics import (
+    accuracy,
+    auroc,
+    brier,
+    confidence_histogram,
+    ece,
+    expected_entropy,
+    mce,
+    mutual_information,
+    nll,
+    predictive_entropy,
+    reliability_curve,
+    summary,
+)
 
-__all__ = ["accuracy", "brier", "ece", "nll", "summary"]
+__all__ = [
+    "accuracy",
+    "auroc",
+    "brier",
+    "confidence_histogram",
+    "ece",
+    "expected_entropy",
+    "mce",
+    "mutual_information",
+    "nll",
+    "predictive_entropy",
+    "reliability_curve",
+    "summary",
+]

@@ -1,8 +1,18 @@
-"""Calibration metrics: pure functions of predicted class probabilities (N, C) and labels (N,)."""
+"""Calibration and uncertainty metrics: pure functions of probabilities and labels.
+
+Point metrics take predictive probabilities (N, C) and labels (N,).  Uncertainty decompositions
+take per-draw probabilities (K, N, C): the predictive entropy H[E_w p] splits into the expected
+entropy E_w H[p] (aleatoric) and the mutual information between prediction and weights
+(epistemic).
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+
+BIN_STRATEGIES = ("width", "mass")
 
 
 def _check(probs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -31,23 +41,105 @@ def brier(probs: torch.Tensor, labels: torch.Tensor) -> float:
     return ((probs.double() - onehot) ** 2).sum(-1).mean().item()
 
 
-def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """Expected calibration error: top-class confidence vs accuracy in equal-width bins on [0, 1],
-    weighted by the fraction of points in each bin."""
+class ReliabilityCurve(NamedTuple):
+    """Per bin: mean top-class confidence, accuracy, number of points; and the bin edges."""
+
+    confidence: torch.Tensor
+    accuracy: torch.Tensor
+    count: torch.Tensor
+    edges: torch.Tensor
+
+
+def reliability_curve(
+    probs: torch.Tensor, labels: torch.Tensor, bins: int = 15, strategy: str = "width"
+) -> ReliabilityCurve:
+    """Bins of the top-class confidence: equal-width on [0, 1] (``width``, bins (lo, hi]) or
+    holding equal numbers of points (``mass``).  Empty bins have NaN confidence and accuracy."""
     _check(probs, labels)
+    if bins < 1:
+        raise ValueError(f"number of bins must be >= 1, got {bins}")
+    if strategy not in BIN_STRATEGIES:
+        raise ValueError(f"unknown binning {strategy!r}; expected one of {BIN_STRATEGIES}")
     confidence, predicted = probs.double().max(-1)
     correct = (predicted == labels).double()
-    index = torch.clamp((confidence * bins).ceil().long() - 1, 0, bins - 1)
+    if strategy == "width":
+        edges = torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
+        index = torch.clamp((confidence * bins).ceil().long() - 1, 0, bins - 1)
+    else:
+        order = confidence.argsort()
+        index = torch.empty_like(order)
+        index[order] = torch.arange(len(order)) * bins // len(order)
+        upper = torch.full((bins,), float("nan"), dtype=torch.float64)
+        upper = upper.scatter_reduce(0, index, confidence, "amax", include_self=False)
+        edges = torch.cat([torch.zeros(1, dtype=torch.float64), upper])
+    count = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(confidence))
     conf_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence)
     acc_sum = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
-    return ((conf_sum - acc_sum).abs().sum() / len(labels)).item()
+    return ReliabilityCurve(conf_sum / count, acc_sum / count, count, edges)
 
 
-def summary(probs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """accuracy, nll, brier and ece of one set of predictions."""
+def ece(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15, strategy: str = "width") -> float:
+    """Expected calibration error: |confidence - accuracy| per bin, weighted by the bin's share."""
+    curve = reliability_curve(probs, labels, bins, strategy)
+    gaps = (curve.confidence - curve.accuracy).abs().nan_to_num(0.0)
+    return (gaps * curve.count).sum().item() / len(labels)
+
+
+def mce(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15, strategy: str = "width") -> float:
+    """Maximum calibration error: the largest |confidence - accuracy| over non-empty bins."""
+    curve = reliability_curve(probs, labels, bins, strategy)
+    return (curve.confidence - curve.accuracy).abs()[curve.count > 0].max().item()
+
+
+def confidence_histogram(probs: torch.Tensor, bins: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Counts of the top-class confidence in equal-width bins on [0, 1]: (counts, edges)."""
+    confidence = probs.double().max(-1).values
+    counts = torch.histc(confidence, bins=bins, min=0.0, max=1.0)
+    return counts, torch.linspace(0.0, 1.0, bins + 1, dtype=torch.float64)
+
+
+def _entropy(probs: torch.Tensor) -> torch.Tensor:
+    probs = probs.double()
+    return -(probs * torch.log(probs.clamp_min(1e-300))).sum(-1)
+
+
+def predictive_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each point's predictive distribution; (N, C) or per-draw (K, N, C)."""
+    return _entropy(probs.mean(0) if probs.dim() == 3 else probs)
+
+
+def expected_entropy(draw_probs: torch.Tensor) -> torch.Tensor:
+    """E_w H[p(y | x, w)] per point, from per-draw probabilities (K, N, C)."""
+    if draw_probs.dim() != 3:
+        raise ValueError(f"expected per-draw probabilities (K, N, C), got {tuple(draw_probs.shape)}")
+    return _entropy(draw_probs).mean(0)
+
+
+def mutual_information(draw_probs: torch.Tensor) -> torch.Tensor:
+    """I(y; w | x) = H[E_w p] - E_w H[p] per point (>= 0): the epistemic part of the uncertainty."""
+    return (predictive_entropy(draw_probs) - expected_entropy(draw_probs)).clamp_min(0.0)
+
+
+def auroc(in_scores: torch.Tensor, out_scores: torch.Tensor) -> float:
+    """Area under the ROC curve of a score meant to be higher on out-of-distribution inputs:
+    P(score_out > score_in) + 0.5 P(tie), from ranks (Mann-Whitney U)."""
+    if in_scores.numel() == 0 or out_scores.numel() == 0:
+        raise ValueError("AUROC needs at least one in-distribution and one out-of-distribution score")
+    scores = torch.cat([in_scores.flatten(), out_scores.flatten()]).double()
+    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    last = counts.cumsum(0).double()
+    ranks = ((last - counts + 1 + last) / 2)[inverse]  # tied scores share their mean rank
+    n_in, n_out = in_scores.numel(), out_scores.numel()
+    u = ranks[n_in:].sum() - n_out * (n_out + 1) / 2
+    return (u / (n_in * n_out)).item()
+
+
+def summary(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
+    """accuracy, nll, brier, ece and mce of one set of predictions."""
     return {
         "accuracy": accuracy(probs, labels),
         "nll": nll(probs, labels),
         "brier": brier(probs, labels),
-        "ece": ece(probs, labels),
+        "ece": ece(probs, labels, bins),
+        "mce": mce(probs, labels, bins),
     }
