@@ -1,4 +1,4 @@
-"""The ``bisnn-pyro`` command: train, evaluate."""
+"""The ``bisnn-pyro`` command: train, evaluate, report."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
 from .inference.training import SCHEDULES, TrainingDiverged
+from .report import write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,8 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--rule", choices=RULES, default=defaults.rule, help="learning rule (default: bayes)")
     train.add_argument("--epochs", type=int, default=defaults.epochs)
     train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
-                       help="sequence: one step per sequence; online: one step per time step (the paper's)")
+    train.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default=defaults.schedule,
+        help="sequence: one step per sequence; online: one step per time step (the paper's)",
+    )
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the rule's own)")
     train.add_argument("--temperature", type=float, default=defaults.temperature, help="relaxation temperature tau")
     train.add_argument("--prior-p", type=float, default=defaults.prior_p, help="prior P(w = +1)")
@@ -50,6 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=MODES, default="ensemble")
     evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    report = commands.add_parser("report", help="figures, a Markdown table and InferenceData for run folders")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    report.add_argument("--out", default="report", help="folder to write (default: ./report)")
+    report.add_argument("--samples", type=int, default=20, help="weight draws K for ensembles (default 20)")
+    report.add_argument("--grid", type=int, default=40, help="points per side of the two-moons uncertainty grid")
+    report.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -98,10 +110,21 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(scores) if args.json else _format(scores))
 
 
+def _report(args: argparse.Namespace) -> None:
+    if args.samples < 2:
+        raise ConfigError(f"the report needs K >= 2 weight draws, got --samples {args.samples}")
+    if args.grid < 2:
+        raise ConfigError(f"--grid must be >= 2, got {args.grid}")
+    path = write_report(
+        args.run_dirs, args.out, samples=args.samples, resolution=args.grid, progress=False if args.quiet else None
+    )
+    print(f"report on {len(args.run_dirs)} run(s) -> {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate}[args.command](args)
+        {"train": _train, "evaluate": _evaluate, "report": _report}[args.command](args)
     except (ConfigError, CheckpointError, TrainingDiverged) as error:
         print(f"bisnn-pyro: error: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from typing import Any
 import pyro
 
 from .analysis.metrics import summary
+from .analysis.posterior import posterior_diagnostics
 from .data import SpikeDataset, two_moons
 from .inference import BayesianSNN, Trainer, make_rule
 from .inference.checkpoint import CheckpointError
@@ -148,7 +149,13 @@ class Run:
         return self.directory / CHECKPOINT_FILE
 
     def fit(self, epochs: int | None = None, progress: bool | None = None) -> list[dict]:
-        return self.trainer.fit(epochs or self.config.epochs, run_dir=self.directory, progress=progress)
+        """Train, recording per epoch the loss and, for sign posteriors, each layer's diagnostics."""
+        return self.trainer.fit(
+            epochs or self.config.epochs,
+            run_dir=self.directory,
+            evaluate=lambda: {"posterior": posterior_diagnostics(self.bsnn)},
+            progress=progress,
+        )
 
     def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
         """accuracy, nll, brier, ece of ``mode`` on the held-out test set."""

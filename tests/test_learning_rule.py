@@ -121,9 +121,9 @@ def test_natural_gradient_reaches_the_mean_field_optimum_by_enumeration():
     features, labels = _tiny_regression()
     lam_p = torch.tensor([0.2, 0.0, -0.1])
     patterns = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=3)))
-    log_lik = torch.stack([_log_joint(w, features, labels, lam_p) for w in patterns]) - SignBernoulli(
-        lam_p
-    ).log_prob(patterns).sum(-1)
+    log_lik = torch.stack([_log_joint(w, features, labels, lam_p) for w in patterns]) - SignBernoulli(lam_p).log_prob(
+        patterns
+    ).sum(-1)
     lam = torch.zeros(3, requires_grad=True)
     optimizer = NaturalGradientSign([lam], lr=0.3)
     for _ in range(300):

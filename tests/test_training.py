@@ -109,8 +109,9 @@ def test_pyro_predictive_works_on_the_model(tmp_path):
 
     run = train(tmp_path, epochs=1)
     bsnn, x = run.bsnn.eval(), run.test.x[:30]
-    predictive = Predictive(bsnn.model, guide=bsnn.guide, num_samples=5, parallel=True,
-                            return_sites=["_RETURN", "layers.0.weight"])
+    predictive = Predictive(
+        bsnn.model, guide=bsnn.guide, num_samples=5, parallel=True, return_sites=["_RETURN", "layers.0.weight"]
+    )
     out = predictive(x)
     assert out["_RETURN"].shape == (5, 30, 1, 40, 2)  # draws, points, layers, steps, classes
     assert set(out["layers.0.weight"].unique().tolist()) == {-1.0, 1.0}

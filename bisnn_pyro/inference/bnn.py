@@ -86,20 +86,36 @@ class BayesianSNN(torch.nn.Module):
         return self
 
     @torch.no_grad()
+    def predictive_readouts(
+        self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500
+    ) -> torch.Tensor:
+        """Readout logits per weight draw, (K, N, layers, T, classes); K = 1 for map and mean.
+        The same K draws serve every chunk of ``batch_size`` points."""
+        check_mode(mode, samples)
+        if mode == "ensemble":
+            weights = self.draw_weights(x, samples)
+        else:
+            weights = {k: v.unsqueeze(0) for k, v in point_weights(self.guide, mode).items()}
+        return self.readouts_with(weights, x, batch_size)
+
+    def draw_weights(self, x: torch.Tensor, samples: int) -> dict[str, torch.Tensor]:
+        """``samples`` exact draws from the guide per site, each with a leading draw dimension."""
+        return sample_weights(self.guide, x[:1, :1], samples)
+
+    @torch.no_grad()
+    def readouts_with(self, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """Readouts (K, N, layers, T, classes) of the network with its weight sites set to ``weights``
+        (each with a leading draw dimension K), ``batch_size`` points at a time."""
+        chunks = [
+            readouts_with_weights(self.net, weights, x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)
+        ]
+        return torch.cat(chunks, dim=1)
+
     def predictive_probs(
         self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500
     ) -> torch.Tensor:
         """Class probabilities per weight draw, shape (K, N, classes); K = 1 for map and mean."""
-        check_mode(mode, samples)
-        if mode == "ensemble":
-            weights = sample_weights(self.guide, x[:1, :1], samples)
-        else:
-            weights = {k: v.unsqueeze(0) for k, v in point_weights(self.guide, mode).items()}
-        chunks = [
-            self.likelihood.probs(readouts_with_weights(self.net, weights, x[i : i + batch_size]))
-            for i in range(0, x.shape[0], batch_size)
-        ]
-        return torch.cat(chunks, dim=-2)
+        return self.likelihood.probs(self.predictive_readouts(x, mode, samples, batch_size))
 
     def predict(self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10) -> torch.Tensor:
         """Posterior-predictive class probabilities (N, classes): draws averaged in probability."""

@@ -65,9 +65,7 @@ class NaturalGradientSign(torch.optim.Optimizer):
                     if "momentum_buffer" not in state:
                         state["momentum_buffer"] = grad.clone()
                     else:
-                        state["momentum_buffer"].mul_(group["momentum"]).add_(
-                            grad, alpha=1.0 - group["dampening"]
-                        )
+                        state["momentum_buffer"].mul_(group["momentum"]).add_(grad, alpha=1.0 - group["dampening"])
                     grad = state["momentum_buffer"]
                 lam.add_(grad, alpha=-group["lr"])
                 if group["precondition"]:

@@ -33,7 +33,7 @@ def sample_weights(guide: torch.nn.Module, example_input: torch.Tensor, samples:
     finally:
         guide.train(was_training)
     return {
-        name: site["value"]
+        name: site["value"].detach()
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
     }

@@ -107,9 +107,7 @@ class Trainer:
             index = order[i : i + self.batch_size]
             loss = step(self.x[index], self.y[index])
             if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate"
-                )
+                raise TrainingDiverged(f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate")
             total += loss
         self.epoch += 1
         batches = math.ceil(len(order) / self.batch_size)

@@ -158,4 +158,3 @@ def _kl_sign_sign(q: SignBernoulli, p: SignBernoulli) -> torch.Tensor:
 def _kl_relaxed_sign(q: RelaxedSignBernoulli, p: SignBernoulli) -> torch.Tensor:
     """Exact discrete KL of the signs: the relaxation is only a gradient device."""
     return _sign_kl(q.natural, p.natural)
-

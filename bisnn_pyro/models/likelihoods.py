@@ -24,7 +24,7 @@ class ReadoutCategorical:
         self.burn_in = burn_in
 
     def _after_burn_in(self, readouts: torch.Tensor, t0: int) -> torch.Tensor:
-        return readouts[..., max(self.burn_in - t0, 0):, :]
+        return readouts[..., max(self.burn_in - t0, 0) :, :]
 
     def __call__(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int = 0) -> None:
         logits = self._after_burn_in(readouts, t0)

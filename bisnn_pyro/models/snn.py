@@ -70,9 +70,7 @@ class SpikingMLP(PyroModule):
 
     def forward(self, x: torch.Tensor, state: list[LIFState] | None = None) -> SNNOutput:
         if x.dim() != 3 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"expected spikes of shape (batch, time, {self.in_features}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"expected spikes of shape (batch, time, {self.in_features}), got {tuple(x.shape)}")
         synapses = [layer.synapse(layer.weight, layer.bias) for layer in self.layers]
         readouts = self.readout_matrices()
         states: list[LIFState | None] = list(state) if state is not None else [None] * len(synapses)
@@ -83,9 +81,7 @@ class SpikingMLP(PyroModule):
             for index, synapse in enumerate(synapses):
                 layer_state = states[index] if states[index] is not None else lif_initial_state(inputs)
                 spikes, _, layer_state = lif_step(inputs, layer_state, synapse, self.neuron, self.spike)
-                step_readouts.append(
-                    torch.matmul(spikes, readouts[index].t()) * self.readout_scales[index]
-                )
+                step_readouts.append(torch.matmul(spikes, readouts[index].t()) * self.readout_scales[index])
                 counts[index] = counts[index] + spikes.detach().sum((-1, -2))
                 if self.local_learning:
                     layer_state = layer_state.detach()

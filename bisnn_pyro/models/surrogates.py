@@ -67,6 +67,4 @@ def surrogate(name_or_fn: str | SpikeFunction) -> SpikeFunction:
     try:
         return SURROGATES[name_or_fn]()
     except KeyError:
-        raise ValueError(
-            f"unknown surrogate {name_or_fn!r}; expected one of {sorted(SURROGATES)}"
-        ) from None
+        raise ValueError(f"unknown surrogate {name_or_fn!r}; expected one of {sorted(SURROGATES)}") from None

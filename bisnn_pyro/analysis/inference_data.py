@@ -1,0 +1,109 @@
+"""The posterior and its predictions as ArviZ InferenceData.
+
+Groups: ``posterior`` (weight draws per layer with named dims, and per draw the fraction of +1
+weights in each layer), ``variational_parameters`` (P(w = +1) per weight; it has no draw dimension,
+so it lives outside ``posterior`` where ``az.summary`` expects chain and draw on every variable),
+``posterior_predictive`` (class probabilities and sampled labels per draw and point),
+``observed_data`` (the labels) and ``log_likelihood`` (per draw and point, for ``az.loo``,
+``az.waic`` and ``az.compare``).  Variational draws form one chain.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import arviz as az
+import numpy as np
+import torch
+import xarray as xr
+
+from .posterior import sign_posteriors
+
+
+def variable_name(site: str) -> str:
+    """``layers.0.weight`` -> ``w_layers_0``."""
+    return "w_" + site.removesuffix(".weight").replace(".", "_")
+
+
+def _dims(name: str, ndim: int) -> list[str]:
+    return [f"{name}_out", f"{name}_in"] if ndim == 2 else [f"{name}_dim{i}" for i in range(ndim)]
+
+
+def build_inference_data(
+    weights: dict[str, torch.Tensor],
+    draw_probs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    p_plus: dict[str, torch.Tensor] | None = None,
+    var_names: Sequence[str] | None = None,
+    attrs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> az.InferenceData:
+    """InferenceData from K weight draws (site -> (K, ..., out, in)), their class probabilities
+    (K, N, C) and the labels (N,).  ``var_names`` selects the layers whose weight draws are kept
+    (default: all); the per-layer fractions of +1 weights are always kept."""
+    draws, points, classes = draw_probs.shape
+    if labels.shape != (points,):
+        raise ValueError(f"labels must have shape ({points},) to match the probabilities, got {tuple(labels.shape)}")
+    selected = set(var_names) if var_names is not None else {variable_name(site) for site in weights}
+    posterior: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    for site, value in weights.items():
+        name = variable_name(site)
+        value = value.reshape(-1, *value.shape[-2:]) if value.dim() > 2 else value.unsqueeze(0)
+        value = value.expand(draws, *value.shape[1:])  # a point estimate is one draw repeated
+        posterior[f"frac_plus_{name.removeprefix('w_')}"] = (value > 0).double().mean((-1, -2))[None].numpy()
+        if name in selected:
+            posterior[name] = value[None].numpy()
+            dims[name] = _dims(name, value.dim() - 1)
+    probs = draw_probs.double().clamp_min(1e-300)
+    generator = torch.Generator().manual_seed(seed)
+    sampled = torch.multinomial(probs.reshape(-1, classes), 1, generator=generator).reshape(draws, points)
+    log_lik = torch.log(probs.gather(-1, labels.long().view(1, points, 1).expand(draws, points, 1))).squeeze(-1)
+    coords = {"point": np.arange(points), "class": np.arange(classes)}
+    groups = {
+        "posterior": az.dict_to_dataset(posterior, dims=dims),
+        "posterior_predictive": az.dict_to_dataset(
+            {"y": sampled[None].numpy(), "probs": probs[None].numpy()},
+            coords=coords,
+            dims={"y": ["point"], "probs": ["point", "class"]},
+        ),
+        "log_likelihood": az.dict_to_dataset({"y": log_lik[None].numpy()}, coords=coords, dims={"y": ["point"]}),
+        "observed_data": xr.Dataset(
+            {"y": xr.DataArray(labels.numpy(), dims=["point"], coords={"point": coords["point"]})}
+        ),
+    }
+    if p_plus:
+        groups["variational_parameters"] = xr.Dataset(
+            {
+                f"p_plus_{variable_name(site).removeprefix('w_')}": xr.DataArray(
+                    p.double().numpy(), dims=_dims(variable_name(site), p.dim())
+                )
+                for site, p in p_plus.items()
+            }
+        )
+    idata = az.InferenceData(**groups)
+    for group in idata.groups():
+        idata[group].attrs.update(
+            {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in (attrs or {}).items()}
+        )
+    return idata
+
+
+def to_inference_data(
+    bsnn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    samples: int = 20,
+    var_names: Sequence[str] | None = None,
+    attrs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> az.InferenceData:
+    """Draw ``samples`` weight sets from the guide of ``bsnn`` and convert them and their
+    predictions on (x, y) with :func:`build_inference_data`."""
+    weights = bsnn.draw_weights(x, samples)
+    draw_probs = bsnn.likelihood.probs(bsnn.readouts_with(weights, x))
+    p_plus = {name: q.probs for name, q in sign_posteriors(bsnn).items()}
+    return build_inference_data(weights, draw_probs, y, p_plus=p_plus, var_names=var_names, attrs=attrs, seed=seed)

@@ -1,0 +1,223 @@
+"""``bisnn-pyro report``: figures, a Markdown table and InferenceData for one or more run folders."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import arviz as az
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .analysis import plots
+from .analysis.curves import anytime_curve, ensemble_size_curve
+from .analysis.inference_data import build_inference_data
+from .analysis.metrics import auroc, mutual_information, predictive_entropy, summary
+from .analysis.posterior import sign_posteriors
+from .data.two_moons import X_RANGE, Y_RANGE, encode_points
+from .experiment import METRICS_FILE, Run, open_run
+from .inference.rules import POINT_ESTIMATE_RULES
+
+TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_loo", "elpd_waic")
+NEAR, FAR = 0.1, 0.5  # distances to the nearest training point that count as on / far from the data
+
+
+@dataclass
+class RunReport:
+    name: str
+    rows: list[dict]
+    facts: dict
+    inference_data: az.InferenceData
+
+
+def _quietly(function, *args):
+    """ArviZ warns about Pareto k and few draws on every call; the report states the draws."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args)
+
+
+def _row(run_name: str, rule: str, mode: str, draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    probs = draw_probs.mean(0)
+    picked = draw_probs.double().gather(-1, labels.view(1, -1, 1).expand(len(draw_probs), -1, 1)).squeeze(-1)
+    return {
+        "run": run_name,
+        "rule": rule,
+        "mode": mode,
+        **summary(probs, labels),
+        "entropy": predictive_entropy(probs).mean().item(),
+        "mi": mutual_information(draw_probs).mean().item(),
+        "elpd_test": torch.log(picked.mean(0).clamp_min(1e-300)).sum().item(),
+    }
+
+
+def two_moons_grid(resolution: int, steps: int, seed: int = 0):
+    """A grid over the two-moons plane and its spike encoding: (gx, gy, points (G, 2), spikes)."""
+    gx, gy = np.meshgrid(np.linspace(*X_RANGE, resolution), np.linspace(*Y_RANGE, resolution))
+    points = torch.tensor(np.stack([gx.ravel(), gy.ravel()], -1), dtype=torch.float32)
+    return gx, gy, points, encode_points(points, steps, torch.Generator().manual_seed(seed))
+
+
+def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
+    """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``."""
+    bsnn, test, rule = run.bsnn, run.test, run.config.rule
+    folder = out / name
+    point_rule = rule in POINT_ESTIMATE_RULES
+    draws = 1 if point_rule else samples  # a point mass gives identical draws
+    weights = bsnn.draw_weights(test.x, draws)
+    ensemble_readouts = bsnn.readouts_with(weights, test.x)
+    ensemble_probs = bsnn.likelihood.probs(ensemble_readouts)
+    map_readouts = bsnn.predictive_readouts(test.x, "map")
+    map_probs = bsnn.likelihood.probs(map_readouts)
+
+    rows = [_row(name, rule, "map", map_probs, test.y)]
+    if not point_rule:
+        rows.append(_row(name, rule, "ensemble", ensemble_probs, test.y))
+    idata_probs = ensemble_probs.expand(samples, *ensemble_probs.shape[1:]) if point_rule else ensemble_probs
+    p_plus = {site: q.probs for site, q in sign_posteriors(bsnn).items()}
+    idata = build_inference_data(
+        weights, idata_probs, test.y, p_plus=p_plus, attrs={"run": name, "config": run.config.to_dict()}
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    idata.to_netcdf(str(folder / "inference_data.nc"))
+    rows[-1]["elpd_loo"] = _quietly(az.loo, idata).elpd_loo
+    rows[-1]["elpd_waic"] = _quietly(az.waic, idata).elpd_waic
+
+    predictions = (
+        {"MAP": map_probs.mean(0)}
+        if point_rule
+        else {"MAP": map_probs.mean(0), f"ensemble K={draws}": ensemble_probs.mean(0)}
+    )
+    plots.reliability_diagram(predictions, test.y, folder / "reliability.png", title=name)
+    burn_in = bsnn.likelihood.burn_in
+    anytime = {"MAP": anytime_curve(map_readouts, test.y, burn_in)}
+    if not point_rule:
+        anytime[f"ensemble K={draws}"] = anytime_curve(ensemble_readouts, test.y, burn_in)
+        plots.metric_curves(
+            {name: ensemble_size_curve(ensemble_probs, test.y)},
+            "samples",
+            folder / "ensemble_size.png",
+            "ensemble size K",
+            name,
+        )
+    plots.metric_curves(anytime, "step", folder / "anytime.png", "time steps read", name)
+
+    facts: dict = {"draws": draws}
+    if run.config.dataset == "two-moons":
+        facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution))
+    history = [json.loads(line) for line in (run.directory / METRICS_FILE).read_text().splitlines() if line.strip()]
+    history = [record for record in history if record.get("posterior")]
+    if history:
+        plots.posterior_histograms(history, folder / "posterior.png", name)
+    return RunReport(name, rows, facts, idata)
+
+
+def _uncertainty_maps(
+    run: Run, name: str, weights: dict, test_probs: torch.Tensor, folder: Path, resolution: int
+) -> dict:
+    """Predictive probability, entropy and MI over the plane; MI on and off the data, and how well
+    MI and entropy tell test points from points far from the data (AUROC)."""
+    gx, gy, points, spikes = two_moons_grid(resolution, run.config.steps)
+    draw_probs = run.bsnn.likelihood.probs(run.bsnn.readouts_with(weights, spikes))
+    entropy, mi = predictive_entropy(draw_probs), mutual_information(draw_probs)
+    maps = {
+        "P(class 1)": draw_probs.mean(0)[:, 1].reshape(gx.shape).numpy(),
+        "predictive entropy": entropy.reshape(gx.shape).numpy(),
+        "mutual information": mi.reshape(gx.shape).numpy(),
+    }
+    plots.uncertainty_maps(
+        gx, gy, maps, run.train.points.numpy(), run.train.y.numpy(), folder / "uncertainty.png", name
+    )
+    distance = torch.cdist(points, run.train.points).min(-1).values
+    near, far = distance < NEAR, distance > FAR
+    return {
+        "mi_near_data": mi[near].mean().item(),
+        "mi_far_from_data": mi[far].mean().item(),
+        "ood_auroc_mi": auroc(mutual_information(test_probs), mi[far]),
+        "ood_auroc_entropy": auroc(predictive_entropy(test_probs), entropy[far]),
+    }
+
+
+def _format_table(rows: Sequence[dict]) -> str:
+    header = "| run | rule | mode | " + " | ".join(TABLE_COLUMNS) + " |"
+    lines = [header, "|" + " --- |" * (3 + len(TABLE_COLUMNS))]
+    for row in rows:
+        values = [f"{row[c]:.4g}" if c in row else "" for c in TABLE_COLUMNS]
+        lines.append(f"| {row['run']} | {row['rule']} | {row['mode']} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def write_report(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    samples: int = 20,
+    resolution: int = 40,
+    progress: bool | None = None,
+) -> Path:
+    """Report on every run folder in ``run_dirs``; returns the path of ``report.md``."""
+    if samples < 2:
+        raise ValueError(f"the report needs K >= 2 weight draws, got {samples}")
+    out = Path(out)
+    names = [Path(d).name or "run" for d in run_dirs]
+    names = [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
+    reports = []
+    for name, directory in tqdm(
+        list(zip(names, run_dirs)), desc="report", unit="run", disable=None if progress is None else not progress
+    ):
+        reports.append(report_run(open_run(directory), name, out, samples, resolution))
+    rows = [row for report in reports for row in report.rows]
+    plots.comparison(rows, out / "comparison.png")
+    return _write_markdown(out, reports, rows, samples)
+
+
+def _write_markdown(out: Path, reports: list[RunReport], rows: list[dict], samples: int) -> Path:
+    lines = [
+        "# bisnn-pyro report",
+        "",
+        f"Held-out test set; ensembles use K = {samples} exact weight draws (point-estimate rules: one).",
+        "`entropy` and `mi` are mean predictive entropy and mean mutual information (nats);",
+        "`elpd_test` is the summed log predictive density of the test labels; `elpd_loo` and",
+        "`elpd_waic` are ArviZ's estimates from the per-point log-likelihood of the same draws.",
+        "",
+        _format_table(rows),
+        "",
+    ]
+    if len(reports) > 1:
+        compared = _quietly(az.compare, {r.name: r.inference_data for r in reports})
+        lines += [
+            "## az.compare (held-out log-likelihood)",
+            "",
+            "| run | rank | elpd_loo | p_loo | elpd_diff | weight |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {name} | {int(r['rank'])} | {r['elpd_loo']:.2f} | {r['p_loo']:.2f} | "
+            f"{r['elpd_diff']:.2f} | {r['weight']:.3f} |"
+            for name, r in compared.iterrows()
+        ]
+        lines.append("")
+    lines += ["![comparison](comparison.png)", ""]
+    for report in reports:
+        lines += [f"## {report.name}", ""]
+        facts = report.facts
+        if "mi_near_data" in facts:
+            lines += [
+                f"Mean mutual information on the grid: {facts['mi_near_data']:.4f} within {NEAR} of a training point, "
+                f"{facts['mi_far_from_data']:.4f} farther than {FAR}. AUROC for telling those far points from test "
+                f"points: {facts['ood_auroc_mi']:.3f} by mutual information, "
+                f"{facts['ood_auroc_entropy']:.3f} by entropy.",
+                "",
+            ]
+        for figure in ("reliability", "ensemble_size", "anytime", "uncertainty", "posterior"):
+            if (out / report.name / f"{figure}.png").exists():
+                lines.append(f"![{figure}]({report.name}/{figure}.png)")
+        lines.append("")
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    (out / "report.json").write_text(json.dumps({"rows": rows, "facts": {r.name: r.facts for r in reports}}, indent=2))
+    return path
