@@ -205,12 +205,18 @@ def _write_markdown(out: Path, reports: list[RunReport], rows: list[dict], sampl
     for report in reports:
         lines += [f"## {report.name}", ""]
         facts = report.facts
-        if "mi_near_data" in facts:
+        if "mi_near_data" in facts and facts["draws"] > 1:
             lines += [
                 f"Mean mutual information on the grid: {facts['mi_near_data']:.4f} within {NEAR} of a training point, "
                 f"{facts['mi_far_from_data']:.4f} farther than {FAR}. AUROC for telling those far points from test "
                 f"points: {facts['ood_auroc_mi']:.3f} by mutual information, "
                 f"{facts['ood_auroc_entropy']:.3f} by entropy.",
+                "",
+            ]
+        elif "ood_auroc_entropy" in facts:
+            lines += [
+                f"A point estimate has no mutual information. AUROC for telling grid points farther than {FAR} "
+                f"from the training data from test points by predictive entropy: {facts['ood_auroc_entropy']:.3f}.",
                 "",
             ]
         for figure in ("reliability", "ensemble_size", "anytime", "uncertainty", "posterior"):
