@@ -13,7 +13,6 @@ from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
 from .inference.training import SCHEDULES, TrainingDiverged
-from .report import write_report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,6 +114,7 @@ def _report(args: argparse.Namespace) -> None:
         raise ConfigError(f"the report needs K >= 2 weight draws, got --samples {args.samples}")
     if args.grid < 2:
         raise ConfigError(f"--grid must be >= 2, got {args.grid}")
+    from .report import write_report  # ArviZ and matplotlib load only when a report is asked for
     path = write_report(
         args.run_dirs, args.out, samples=args.samples, resolution=args.grid, progress=False if args.quiet else None
     )
