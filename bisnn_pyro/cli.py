@@ -1,4 +1,4 @@
-"""The ``bisnn-pyro`` command: train, evaluate, report."""
+"""The ``bisnn-pyro`` command: train, evaluate, report, datasets."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import sys
 import time
 from typing import Sequence
 
-from .experiment import DATASETS, ConfigError, ExperimentConfig, create_run, open_run
+from .data.registry import SPECS
+from .experiment import DATASETS, MODELS, ConfigError, ExperimentConfig, create_run, open_run
 from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
 from .inference.training import SCHEDULES, TrainingDiverged
+from .models import CONV_PRESETS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--kl-weight", type=float, default=defaults.kl_weight, help="KL weight beta")
     train.add_argument("--samples", type=int, default=defaults.samples, help="ensemble size K for the summary")
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths")
+    train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths (mlp)")
+    train.add_argument("--model", choices=MODELS, default=defaults.model, help="dense (mlp) or convolutional network")
+    train.add_argument(
+        "--conv-preset",
+        choices=sorted(CONV_PRESETS),
+        default=defaults.conv_preset,
+        help="conv layers: small (16, 32 ch, 3x3) or paper (64, 128, 128 ch, 7x7)",
+    )
+    train.add_argument("--data-dir", default=None, help="folder holding the recorded data sets")
+    train.add_argument("--steps", type=int, default=None, help="time steps T (default: the data set's)")
+    train.add_argument(
+        "--burn-in", type=int, default=None, help="steps before the loss counts (default: the data set's)"
+    )
+    train.add_argument("--step-ms", type=float, default=None, help="event sets: milliseconds per time step")
+    train.add_argument("--downsample", type=int, default=None, help="event sets: spatial down-sampling factor")
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(
         "--resume",
@@ -54,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=MODES, default="ensemble")
     evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    commands.add_parser("datasets", help="list the data sets, their sources and shapes").add_argument(
+        "--data-dir", default=None, help="where recorded data sets are looked for"
+    )
 
     report = commands.add_parser("report", help="figures, a Markdown table and InferenceData for run folders")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -78,6 +98,13 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         samples=args.samples,
         batch_size=args.batch_size,
         hidden=list(args.hidden),
+        model=args.model,
+        conv_preset=args.conv_preset,
+        data_dir=args.data_dir,
+        steps=args.steps,
+        burn_in=args.burn_in,
+        step_ms=args.step_ms,
+        downsample=args.downsample,
     ).validate()
 
 
@@ -115,16 +142,31 @@ def _report(args: argparse.Namespace) -> None:
     if args.grid < 2:
         raise ConfigError(f"--grid must be >= 2, got {args.grid}")
     from .report import write_report  # ArviZ and matplotlib load only when a report is asked for
+
     path = write_report(
         args.run_dirs, args.out, samples=args.samples, resolution=args.grid, progress=False if args.quiet else None
     )
     print(f"report on {len(args.run_dirs)} run(s) -> {path}")
 
 
+def _datasets(args: argparse.Namespace) -> None:
+    for name, spec in SPECS.items():
+        status = "present" if spec.present(args.data_dir) else f"missing: expected {spec.layout}"
+        shape = f"T={spec.steps}"
+        if spec.sensor is not None:
+            width, height, polarities = spec.sensor
+            shape += (
+                f" x {polarities}x{height // spec.downsample}x{width // spec.downsample} ({spec.step_ms:g} ms/step)"
+            )
+        print(
+            f"{name:12s} {spec.classes:2d} classes  {shape:38s} {spec.size}; {status}\n{'':12s} source: {spec.source}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"train": _train, "evaluate": _evaluate, "report": _report}[args.command](args)
+        {"train": _train, "evaluate": _evaluate, "report": _report, "datasets": _datasets}[args.command](args)
     except (ConfigError, CheckpointError, TrainingDiverged) as error:
         print(f"bisnn-pyro: error: {error}", file=sys.stderr)
         return 2

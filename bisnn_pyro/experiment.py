@@ -16,15 +16,20 @@ import pyro
 
 from .analysis.metrics import summary
 from .analysis.posterior import posterior_diagnostics
-from .data import SpikeDataset, two_moons
+import torch
+from torch.utils.data import DataLoader
+
+from .data import SpikeDataset
+from .data.events import DataError
+from .data.registry import DATASETS, SPECS, load_dataset
 from .inference import BayesianSNN, Trainer, make_rule
 from .inference.checkpoint import CheckpointError
-from .inference.predict import check_mode
+from .inference.predict import check_mode, point_weights
 from .inference.rules import RULES
 from .inference.training import SCHEDULES
-from .models import LIFParameters, ReadoutCategorical, SpikingMLP
+from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, ReadoutCategorical, SpikingMLP
 
-DATASETS = ("two-moons",)
+MODELS = ("mlp", "conv")
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
 
 
@@ -50,16 +55,39 @@ class ExperimentConfig:
     momentum: float = 0.0
     samples: int = 10
     hidden: list[int] = field(default_factory=lambda: [256, 256])
-    steps: int = 100
-    burn_in: int = 10
+    model: str = "mlp"
+    conv_preset: str = "small"
+    steps: int | None = None  # None: the data set's default (two moons: 100)
+    burn_in: int | None = None  # None: the data set's default (two moons: 10)
+    step_ms: float | None = None  # event sets: time per step; None: the data set's default
+    downsample: int | None = None  # event sets: spatial factor; None: the data set's default
+    data_dir: str | None = None
     surrogate: str = "boxcar"
+    tau_mem: float = 10.0  # LIF time constants in steps (the paper's 10, 6, 2)
+    tau_syn: float = 6.0
+    tau_ref: float = 2.0
     train_size: int = 200
     test_size: int = 1000
     data_seed: int = 0
 
+    def __post_init__(self):
+        spec = SPECS.get(self.dataset)
+        if spec is not None:
+            self.steps = spec.steps if self.steps is None else self.steps
+            self.burn_in = spec.burn_in if self.burn_in is None else self.burn_in
+
     def validate(self) -> "ExperimentConfig":
         checks = [
             (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"),
+            (self.model in MODELS, f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}"),
+            (
+                self.conv_preset in CONV_PRESETS,
+                f"unknown conv preset {self.conv_preset!r}; expected {sorted(CONV_PRESETS)}",
+            ),
+            (self.steps >= 1, f"number of time steps must be >= 1, got {self.steps}"),
+            (min(self.tau_mem, self.tau_syn, self.tau_ref) > 0, "time constants must be > 0"),
+            (self.step_ms is None or self.step_ms > 0, f"time step must be > 0 ms, got {self.step_ms}"),
+            (self.downsample is None or self.downsample >= 1, f"downsample must be >= 1, got {self.downsample}"),
             (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
@@ -90,14 +118,43 @@ class ExperimentConfig:
         return cls(**values).validate()
 
 
-def load_data(config: ExperimentConfig) -> tuple[SpikeDataset, SpikeDataset]:
-    """(train, test) for the configured data set; the test set never overlaps the training seed."""
-    train = two_moons(config.train_size, config.steps, seed=2 * config.data_seed)
-    test = two_moons(config.test_size, config.steps, seed=2 * config.data_seed + 1)
-    return train, test
+def load_data(config: ExperimentConfig):
+    """(train, test) for the configured data set (see :func:`bisnn_pyro.data.registry.load_dataset`)."""
+    try:
+        return load_dataset(
+            config.dataset,
+            steps=config.steps,
+            data_dir=config.data_dir,
+            step_ms=config.step_ms,
+            downsample=config.downsample,
+            seed=config.data_seed,
+            train_size=config.train_size,
+            test_size=config.test_size,
+        )
+    except DataError as error:
+        raise ConfigError(str(error)) from None
 
 
-def build(config: ExperimentConfig, train: SpikeDataset) -> tuple[BayesianSNN, Trainer]:
+def _example(data) -> tuple[torch.Tensor, int]:
+    """One batch of one sequence (1, T, ...) and the number of sequences."""
+    if isinstance(data, SpikeDataset):
+        return data.x[:1], len(data.y)
+    return data[0][0].unsqueeze(0), len(data)
+
+
+def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The configured network for inputs of shape (T, *frame_shape)."""
+    classes = SPECS[config.dataset].classes
+    neuron = LIFParameters(config.tau_mem, config.tau_syn, config.tau_ref)
+    common = dict(neuron=neuron, spike=config.surrogate, readout_seed=config.seed)
+    if config.model == "conv":
+        if len(frame_shape) != 3:
+            raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
+        return ConvSpikingNet(frame_shape, num_classes=classes, **CONV_PRESETS[config.conv_preset], **common)
+    return SpikingMLP(frame_shape, config.hidden, classes, **common)
+
+
+def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     """The model of ``config`` with its rule's guide, and a trainer ready for epoch 1."""
     config.validate()
     pyro.set_rng_seed(config.seed)
@@ -110,22 +167,17 @@ def build(config: ExperimentConfig, train: SpikeDataset) -> tuple[BayesianSNN, T
         momentum=config.momentum,
         seed=config.seed,
     )
-    net = SpikingMLP(
-        train.x.shape[-1],
-        config.hidden,
-        int(train.y.max()) + 1,
-        neuron=LIFParameters(),
-        spike=config.surrogate,
-        readout_seed=config.seed,
-    )
-    likelihood = ReadoutCategorical(num_data=train.x.shape[0], burn_in=config.burn_in)
-    bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(train.x)
+    example, size = _example(train)
+    net = build_network(config, tuple(example.shape[2:]))
+    likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in)
+    bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
+    in_memory = isinstance(train, SpikeDataset)
     trainer = Trainer(
         bsnn,
         rule.optim,
         rule.loss,
-        train.x,
-        train.y,
+        train.x if in_memory else train,
+        train.y if in_memory else None,
         batch_size=config.batch_size,
         schedule=config.schedule,
         seed=config.seed,
@@ -164,9 +216,25 @@ class Run:
             check_mode(mode, samples)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        probs = self.bsnn.predict(self.test.x, mode, samples)
+        draw_probs, labels = self.test_predictions(mode, samples)
         used = samples if mode == "ensemble" else 1
-        return {**summary(probs, self.test.y), "mode": mode, "samples": used, "n": len(self.test.y)}
+        return {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
+
+    def test_predictions(self, mode: str, samples: int, batch_size: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-draw class probabilities (K, N, C) on the test set and its labels; one set of draws
+        serves every batch of a test set read from files."""
+        if isinstance(self.test, SpikeDataset):
+            return self.bsnn.predictive_probs(self.test.x, mode, samples), self.test.y
+        example, _ = _example(self.test)
+        if mode == "ensemble":
+            weights = self.bsnn.draw_weights(example, samples)
+        else:
+            weights = {k: v.unsqueeze(0) for k, v in point_weights(self.bsnn.guide, mode).items()}
+        probs, labels = [], []
+        for xb, yb in DataLoader(self.test, batch_size=batch_size):
+            probs.append(self.bsnn.likelihood.probs(self.bsnn.readouts_with(weights, xb)))
+            labels.append(yb)
+        return torch.cat(probs, dim=1), torch.cat(labels)
 
 
 def create_run(config: ExperimentConfig, directory: str | Path) -> Run:

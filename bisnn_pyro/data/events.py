@@ -22,8 +22,9 @@ class DataError(ValueError):
 class EventFrames:
     """Callable: events -> spike frames (T, polarities, H, W) as a float tensor in {0, 1}.
 
-    ``sensor_size`` is tonic's (W, H, P).  The recording's first event is time 0; the frames cover
-    ``steps`` bins of ``step_us`` microseconds and later events are dropped.  ``crop`` keeps a
+    ``sensor_size`` is tonic's (W, H, P).  The recording's first event is time 0 (with
+    ``align_start=False``, time 0 itself); the frames cover ``steps`` bins of ``step_us``
+    microseconds and later events are dropped.  ``crop`` keeps a
     centred (W, H) window, then ``downsample`` divides coordinates by an integer factor.
     """
 
@@ -32,6 +33,7 @@ class EventFrames:
     step_us: float
     downsample: int = 1
     crop: tuple[int, int] | None = None
+    align_start: bool = True
 
     def __post_init__(self):
         if self.steps < 1:
@@ -77,7 +79,7 @@ class EventFrames:
             x, y, t, p = x[inside], y[inside], t[inside], p[inside]
         binned = np.zeros(len(x), dtype=[("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
         binned["x"], binned["y"], binned["p"] = x // self.downsample, y // self.downsample, p
-        binned["t"] = t - (t[0] if len(t) else 0)
+        binned["t"] = t - (t[0] if len(t) and self.align_start else 0)
         if len(binned) == 0:
             return torch.zeros(self.shape)
         to_frame = ToFrame(

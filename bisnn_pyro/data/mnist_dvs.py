@@ -40,8 +40,7 @@ def find_files(root: str | Path, scale: int = 4) -> list[tuple[Path, int]]:
             files.append((path, digit))
     if not files:
         raise DataError(
-            f"MNIST-DVS not found: no {root}/grabbed_data<digit>/scale{scale}/*.aedat; "
-            f"unzip the {SOURCE} into {root}"
+            f"MNIST-DVS not found: no {root}/grabbed_data<digit>/scale{scale}/*.aedat; unzip the {SOURCE} into {root}"
         )
     return files
 

@@ -19,6 +19,7 @@ from pyro import poutine
 from pyro.infer import SVI
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from .bnn import BayesianSNN
@@ -51,27 +52,33 @@ def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[
 
 
 class Trainer:
-    """Runs SVI epochs for a :class:`BayesianSNN` on tensors ``x`` (N, T, features), ``y`` (N,)."""
+    """Runs SVI epochs for a :class:`BayesianSNN` on tensors ``x`` (N, T, ...) and ``y`` (N,), or on
+    a ``torch.utils.data.Dataset`` of (spikes, label) pairs passed as ``x`` (with ``y=None``), read
+    through a DataLoader (``num_workers`` processes) in a seeded random order."""
 
     def __init__(
         self,
         bsnn: BayesianSNN,
         optim: PyroOptim,
         loss: ELBO,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | Dataset,
+        y: torch.Tensor | None = None,
         *,
         batch_size: int = 40,
         schedule: str = "sequence",
         seed: int = 0,
+        num_workers: int = 0,
     ):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
-        if x.shape[0] != y.shape[0]:
+        if y is not None and x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} sequences but y has {y.shape[0]} labels")
+        if y is None and not isinstance(x, Dataset):
+            raise ValueError("pass labels y with a tensor x, or a Dataset of (spikes, label) pairs as x")
         self.bsnn, self.optim, self.x, self.y = bsnn, optim, x, y
+        self.num_workers = num_workers
         self.batch_size, self.schedule = batch_size, schedule
         self.svi = SVI(bsnn.model, bsnn.guide_fn, optim, loss)
         self.generator = torch.Generator().manual_seed(seed)
@@ -97,20 +104,28 @@ class Trainer:
             state = carry["state"]
         return total
 
+    def _batches(self):
+        if self.y is not None:
+            order = torch.randperm(self.x.shape[0], generator=self.generator)
+            for i in range(0, len(order), self.batch_size):
+                index = order[i : i + self.batch_size]
+                yield self.x[index], self.y[index]
+            return
+        sampler = RandomSampler(self.x, generator=self.generator)
+        yield from DataLoader(self.x, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+
     def run_epoch(self) -> dict[str, float]:
         """One pass over the training set in a seeded random order."""
         self.bsnn.train()
         step = self._sequence_step if self.schedule == "sequence" else self._online_step
-        order = torch.randperm(self.x.shape[0], generator=self.generator)
-        start, total = time.perf_counter(), 0.0
-        for i in range(0, len(order), self.batch_size):
-            index = order[i : i + self.batch_size]
-            loss = step(self.x[index], self.y[index])
+        start, total, batches = time.perf_counter(), 0.0, 0
+        for xb, yb in self._batches():
+            loss = step(xb, yb)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate")
             total += loss
+            batches += 1
         self.epoch += 1
-        batches = math.ceil(len(order) / self.batch_size)
         return {"epoch": self.epoch, "loss": total / batches, "seconds": time.perf_counter() - start}
 
     def state_dict(self) -> dict[str, Any]:

@@ -4,10 +4,15 @@ from .distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_pro
 from .likelihoods import ReadoutCategorical
 from .neurons import LIFParameters, LIFState, lif_initial_state, lif_step
 from .priors import BinaryPrior, GaussianPrior, Prior, RelaxedBinaryPrior, synapse_weights
-from .snn import SNNOutput, SpikingMLP
+from .conv import BinaryConv2d
+from .snn import CONV_PRESETS, ConvSpikingNet, DecolleNetwork, SNNOutput, SpikingMLP
 from .surrogates import SURROGATES, boxcar, fast_sigmoid, sigmoid, surrogate
 
 __all__ = [
+    "BinaryConv2d",
+    "CONV_PRESETS",
+    "ConvSpikingNet",
+    "DecolleNetwork",
     "BinaryPrior",
     "GaussianPrior",
     "LIFParameters",
