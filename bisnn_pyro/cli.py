@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         "--conv-preset",
         choices=sorted(CONV_PRESETS),
         default=defaults.conv_preset,
-        help="conv layers: small (16, 32 ch, 3x3) or paper (64, 128, 128 ch, 7x7)",
+        help="conv layers: small (16, 32 ch, 3x3, no pooling) or paper (64, 128, 128 ch, 7x7, pool 2)",
     )
     train.add_argument("--data-dir", default=None, help="folder holding the recorded data sets")
     train.add_argument("--steps", type=int, default=None, help="time steps T (default: the data set's)")

@@ -63,9 +63,10 @@ class ExperimentConfig:
     downsample: int | None = None  # event sets: spatial factor; None: the data set's default
     data_dir: str | None = None
     surrogate: str = "boxcar"
-    tau_mem: float = 10.0  # LIF time constants in steps (the paper's 10, 6, 2)
-    tau_syn: float = 6.0
-    tau_ref: float = 2.0
+    tau_mem: float | None = None  # LIF time constants in steps; None: the data set's default
+    tau_syn: float | None = None  # (the paper's 10, 6 and 2; 4, 2 and 2 for the short digits-dvs)
+    tau_ref: float | None = None
+    readout_gain: float | None = None  # readout logits scale; None: the data set's default
     train_size: int = 200
     test_size: int = 1000
     data_seed: int = 0
@@ -75,6 +76,11 @@ class ExperimentConfig:
         if spec is not None:
             self.steps = spec.steps if self.steps is None else self.steps
             self.burn_in = spec.burn_in if self.burn_in is None else self.burn_in
+            if self.readout_gain is None:
+                self.readout_gain = spec.readout_gain
+            for name, value in zip(("tau_mem", "tau_syn", "tau_ref"), spec.time_constants):
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
 
     def validate(self) -> "ExperimentConfig":
         checks = [
@@ -146,7 +152,7 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
     """The configured network for inputs of shape (T, *frame_shape)."""
     classes = SPECS[config.dataset].classes
     neuron = LIFParameters(config.tau_mem, config.tau_syn, config.tau_ref)
-    common = dict(neuron=neuron, spike=config.surrogate, readout_seed=config.seed)
+    common = dict(neuron=neuron, spike=config.surrogate, readout_seed=config.seed, readout_gain=config.readout_gain)
     if config.model == "conv":
         if len(frame_shape) != 3:
             raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")

@@ -19,7 +19,8 @@ from .analysis.inference_data import build_inference_data
 from .analysis.metrics import auroc, mutual_information, predictive_entropy, summary
 from .analysis.posterior import sign_posteriors
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
-from .experiment import METRICS_FILE, Run, open_run
+from .data import SpikeDataset
+from .experiment import METRICS_FILE, ConfigError, Run, open_run
 from .inference.rules import POINT_ESTIMATE_RULES
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_loo", "elpd_waic")
@@ -65,6 +66,8 @@ def two_moons_grid(resolution: int, steps: int, seed: int = 0):
 def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
     """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``."""
     bsnn, test, rule = run.bsnn, run.test, run.config.rule
+    if not isinstance(test, SpikeDataset):
+        raise ConfigError(f"{name}: the report needs a test set held in memory (two-moons, digits-dvs)")
     folder = out / name
     point_rule = rule in POINT_ESTIMATE_RULES
     draws = 1 if point_rule else samples  # a point mass gives identical draws

@@ -27,6 +27,8 @@ class DatasetSpec:
     downsample: int = 1
     folder: str | None = None  # relative to --data-dir; None: needs no files
     layout: str = ""  # where the files go, for messages
+    time_constants: tuple[float, float, float] = (10.0, 6.0, 2.0)  # default LIF tau_mem, tau_syn, tau_ref (steps)
+    readout_gain: float = 1.0  # default scale of the readout logits
 
     def frames(self, steps: int, step_ms: float | None, downsample: int | None) -> EventFrames:
         return EventFrames(self.sensor, steps, 1000.0 * (step_ms or self.step_ms), downsample or self.downsample)
@@ -52,6 +54,8 @@ SPECS = {
         "1,438 train / 359 test",
         step_ms=5.0,
         sensor=(SENSOR, SENSOR, 2),
+        time_constants=(4.0, 2.0, 2.0),
+        readout_gain=4.0,
     ),
     "mnist-dvs": DatasetSpec(
         "mnist-dvs",

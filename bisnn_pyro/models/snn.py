@@ -32,6 +32,7 @@ def random_sign_readout(num_classes: int, fan_in: int, generator: torch.Generato
 class DecolleNetwork(PyroModule):
     """Layers of LIF neurons, each with a fixed random readout (DECOLLE); subclasses make the layers.
 
+    Readout logits are ``readout_gain / sqrt(fan_in)`` times the +-1 projection of the spikes.
     ``forward(x)`` takes spikes (B, T, *input_shape) and runs all T steps in one call (so Pyro
     draws the weights once per sequence).  With ``local_learning=True`` (the paper's form) each
     layer's input is detached and the state is detached between steps, so each layer learns only
@@ -50,6 +51,7 @@ class DecolleNetwork(PyroModule):
         spike: str | SpikeFunction,
         local_learning: bool,
         readout_seed: int,
+        readout_gain: float = 1.0,
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -65,7 +67,7 @@ class DecolleNetwork(PyroModule):
         sizes = [math.prod(shape) for shape in self.output_shapes]
         for index, size in enumerate(sizes):
             self.register_buffer(f"readout_{index}", random_sign_readout(num_classes, size, generator))
-        self.readout_scales = [1.0 / math.sqrt(size) for size in sizes]
+        self.readout_scales = [readout_gain / math.sqrt(size) for size in sizes]
 
     def readout_matrices(self) -> list[torch.Tensor]:
         return [getattr(self, f"readout_{i}") for i in range(len(self.layers))]
@@ -116,6 +118,7 @@ class SpikingMLP(DecolleNetwork):
         spike: str | SpikeFunction = "boxcar",
         local_learning: bool = True,
         readout_seed: int = 0,
+        readout_gain: float = 1.0,
         bias: bool = False,
     ):
         if not hidden:
@@ -134,6 +137,7 @@ class SpikingMLP(DecolleNetwork):
             spike=spike,
             local_learning=local_learning,
             readout_seed=readout_seed,
+            readout_gain=readout_gain,
         )
         self.in_features = in_features
         self.flatten_input = len(input_shape) > 1
@@ -142,8 +146,8 @@ class SpikingMLP(DecolleNetwork):
 class ConvSpikingNet(DecolleNetwork):
     """Convolutional layers ("same" padding, then max pooling): spikes (B, T, C, H, W) -> readouts.
 
-    Presets: :data:`CONV_PRESETS` ``small`` (16, 32 channels, 3x3, pool 2: the offline digits set on
-    a CPU) and ``paper`` (64, 128, 128 channels, 7x7, pool 2, close to the BiSNN/DECOLLE networks).
+    Presets: :data:`CONV_PRESETS` ``small`` (16, 32 channels, 3x3, no pooling: the 12x12 offline
+    digits set on a CPU) and ``paper`` (64, 128, 128 channels, 7x7, pool 2, close to the BiSNN/DECOLLE networks).
     """
 
     def __init__(
@@ -158,6 +162,7 @@ class ConvSpikingNet(DecolleNetwork):
         spike: str | SpikeFunction = "boxcar",
         local_learning: bool = True,
         readout_seed: int = 0,
+        readout_gain: float = 1.0,
         bias: bool = False,
     ):
         if len(input_shape) != 3:
@@ -183,10 +188,11 @@ class ConvSpikingNet(DecolleNetwork):
             spike=spike,
             local_learning=local_learning,
             readout_seed=readout_seed,
+            readout_gain=readout_gain,
         )
 
 
 CONV_PRESETS = {
-    "small": dict(channels=(16, 32), kernel_size=3, pool=2),
+    "small": dict(channels=(16, 32), kernel_size=3, pool=1),
     "paper": dict(channels=(64, 128, 128), kernel_size=7, pool=2),
 }

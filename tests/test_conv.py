@@ -1,0 +1,65 @@
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+
+from bisnn_pyro.experiment import ExperimentConfig, create_run
+from bisnn_pyro.models import BinaryPrior, ConvSpikingNet
+from bisnn_pyro.models.conv import BinaryConv2d, conv_synapse, max_pool
+
+
+def test_conv_synapse_matches_conv2d_for_one_and_many_draws():
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 6, 6)
+    w = torch.randn(5, 3, 3, 3)
+    torch.testing.assert_close(conv_synapse(x, w, 0.5, 1), 0.5 * F.conv2d(x, w, padding=1))
+    draws = torch.randn(2, 1, 5, 3, 3, 3)  # sample dims as Pyro's vectorised plates give them
+    out = conv_synapse(x, draws, 1.0, 1)
+    assert out.shape == (2, 4, 5, 6, 6)
+    for k in range(2):
+        torch.testing.assert_close(out[k], F.conv2d(x, draws[k, 0], padding=1))
+    per_draw_input = torch.rand(2, 4, 3, 6, 6)
+    out = conv_synapse(per_draw_input, draws, 1.0, 1)
+    for k in range(2):
+        torch.testing.assert_close(out[k], F.conv2d(per_draw_input[k], draws[k, 0], padding=1))
+
+
+def test_pooling_keeps_leading_dims():
+    spikes = torch.zeros(2, 3, 4, 6, 6)
+    spikes[1, 2, 3, 5, 5] = 1.0
+    pooled = max_pool(spikes, 2)
+    assert pooled.shape == (2, 3, 4, 3, 3) and pooled[1, 2, 3, 2, 2] == 1 and pooled.sum() == 1
+
+
+def test_conv_network_batched_draws_equal_separate_passes():
+    torch.manual_seed(1)
+    # float64, so that grouped and single convolutions (which sum in different orders) cannot flip
+    # a spike that sits on the threshold
+    net = BinaryPrior().apply_(ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2)).double()
+    x = torch.bernoulli(torch.full((3, 6, 2, 8, 8), 0.2, dtype=torch.float64))
+    draws = {
+        f"layers.{i}.weight": torch.sign(torch.randn(4, *layer.weight_prior.shape, dtype=torch.float64))
+        for i, layer in enumerate(net.layers)
+    }
+    batched = poutine.condition(net, data=draws)(x).readouts
+    assert batched.shape == (4, 3, 2, 6, 3)
+    for k in range(4):
+        single = poutine.condition(net, data={n: v[k] for n, v in draws.items()})(x).readouts
+        torch.testing.assert_close(batched[k], single)
+
+
+def test_bad_conv_configuration():
+    import pytest
+
+    with pytest.raises(ValueError, match="odd"):
+        BinaryConv2d(2, 3, 4)
+    with pytest.raises(ValueError, match="too small"):
+        ConvSpikingNet((2, 2, 2), channels=(4, 4), pool=2)
+
+
+def test_conv_model_trains_on_the_offline_digits(tmp_path):
+    config = ExperimentConfig(dataset="digits-dvs", model="conv", rule="bayes", epochs=1, lr=2e-3, steps=10, burn_in=2)
+    run = create_run(config, tmp_path / "digits")
+    assert run.train.x.shape[1:] == (10, 2, 12, 12)
+    run.fit(progress=False)
+    scores = run.evaluate("ensemble", 3)
+    assert scores["n"] == 359 and scores["accuracy"] > 0.15  # ten classes: chance is 0.1
