@@ -27,6 +27,7 @@ class DatasetSpec:
     downsample: int = 1
     folder: str | None = None  # relative to --data-dir; None: needs no files
     layout: str = ""  # where the files go, for messages
+    pattern: str = "**/*.*"  # a file that shows the set is present, relative to folder
     time_constants: tuple[float, float, float] = (10.0, 6.0, 2.0)  # default LIF tau_mem, tau_syn, tau_ref (steps)
     readout_gain: float = 1.0  # default scale of the readout logits
 
@@ -38,7 +39,7 @@ class DatasetSpec:
             return True
         if data_dir is None:
             return False
-        return any((Path(data_dir) / self.folder).glob("**/*.aedat" if self.name == "mnist-dvs" else "**/*.*"))
+        return any((Path(data_dir) / self.folder).glob(self.pattern))
 
 
 SPECS = {
@@ -68,6 +69,7 @@ SPECS = {
         sensor=DVS128,
         downsample=4,
         folder=".",
+        pattern="grabbed_data*/scale*/*.aedat",
     ),
     "dvs-gesture": DatasetSpec(
         "dvs-gesture",
