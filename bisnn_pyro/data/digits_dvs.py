@@ -17,6 +17,7 @@ import math
 import numpy as np
 import torch
 
+from .splits import stratified_test_mask
 from .two_moons import SpikeDataset
 
 SENSOR = 12  # pixels per side
@@ -109,10 +110,7 @@ def digits_dvs(
     intensity = shifted_images(images, paths)
     log_intensity = np.log(intensity + 0.1) + noise * rng.standard_normal(intensity.shape)
     frames = frames_from_counts(crossing_counts(log_intensity, threshold), steps)
-    test = np.zeros(len(labels), dtype=bool)
-    for digit in range(10):
-        members = np.flatnonzero(labels == digit)
-        test[rng.permutation(members)[: int(round(test_fraction * len(members)))]] = True
+    test = stratified_test_mask(labels, test_fraction, rng)
     y, points, split = torch.from_numpy(labels), torch.from_numpy(images), torch.from_numpy(test)
     return (
         SpikeDataset(frames[~split], y[~split], points[~split]),

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from .aedat import read_aedat2_dvs128
 from .events import DataError, EventFrames
+from .splits import stratified_test_mask
 
 SCALES = (4, 8, 16)
 SENSOR_SIZE = (128, 128, 2)
@@ -47,17 +48,8 @@ def find_files(root: str | Path, scale: int = 4) -> list[tuple[Path, int]]:
 
 def split_files(files: list[tuple[Path, int]], test_fraction: float = 0.2, seed: int = 0):
     """Stratified seeded split: (train files, test files)."""
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction}")
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for digit in range(10):
-        group = [f for f in files if f[1] == digit]
-        order = rng.permutation(len(group))
-        cut = int(round(test_fraction * len(group)))
-        test += [group[i] for i in order[:cut]]
-        train += [group[i] for i in order[cut:]]
-    return sorted(train), sorted(test)
+    test = stratified_test_mask(np.array([digit for _, digit in files]), test_fraction, np.random.default_rng(seed))
+    return [f for f, t in zip(files, test) if not t], [f for f, t in zip(files, test) if t]
 
 
 class MNISTDVS(Dataset):
