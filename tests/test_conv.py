@@ -63,3 +63,22 @@ def test_conv_model_trains_on_the_offline_digits(tmp_path):
     run.fit(progress=False)
     scores = run.evaluate("ensemble", 3)
     assert scores["n"] == 359 and scores["accuracy"] > 0.15  # ten classes: chance is 0.1
+
+
+def test_conv_time_loops_agree():
+    torch.manual_seed(2)
+    net = BinaryPrior().apply_(ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2)).double()
+    x = torch.bernoulli(torch.full((3, 10, 2, 8, 8), 0.3, dtype=torch.float64))
+    draws = {
+        f"layers.{i}.weight": torch.sign(torch.randn(2, *layer.weight_prior.shape, dtype=torch.float64))
+        for i, layer in enumerate(net.layers)
+    }
+    outputs = []
+    for loop, grad in (("steps", True), ("steps", False), ("layers", True)):
+        net.time_loop = loop
+        with torch.set_grad_enabled(grad):
+            outputs.append(poutine.condition(net, data=draws)(x))
+    assert outputs[0].spike_counts.min() > 0
+    for out in outputs[1:]:
+        assert torch.equal(out.spike_counts, outputs[0].spike_counts)
+        torch.testing.assert_close(out.readouts, outputs[0].readouts, rtol=0, atol=1e-12)

@@ -32,7 +32,8 @@ def conv_synapse(
         stacked = inputs.transpose(0, 1).reshape(batch, -1, *inputs.shape[-2:])  # (B, S * in, H, W)
         out = F.conv2d(stacked, weight.reshape(-1, *weight.shape[-3:]), padding=padding, groups=samples)
         out = out.reshape(batch, samples, out_channels, *out.shape[-2:]).transpose(0, 1)
-    out = out * scale
+    if scale != 1.0:
+        out = out * scale
     return out if bias is None else out + bias.view(-1, 1, 1)
 
 
@@ -58,8 +59,9 @@ class BinaryConv2d(PyroModule):
         self.bias = torch.nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        """The map p -> W * p / sqrt(fan_in) for a fixed draw of the weight."""
-        return lambda inputs: conv_synapse(inputs, weight, self.scale, self.padding, bias)
+        """The map p -> W * p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""
+        scaled = weight * self.scale
+        return lambda inputs: conv_synapse(inputs, scaled, 1.0, self.padding, bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return conv_synapse(inputs, self.weight, self.scale, self.padding, self.bias)

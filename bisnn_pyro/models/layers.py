@@ -20,10 +20,13 @@ def linear_synapse(
     scale: float,
     bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """scale * inputs @ weight^T (+ bias), broadcasting any leading sample dimensions of weight."""
+    """inputs @ (scale * weight)^T (+ bias), broadcasting any leading sample dimensions of weight.
+    (The weight is the smaller tensor, so it takes the scale.)"""
     if weight.dim() > 2:
         weight = weight.reshape(-1, *weight.shape[-2:])
-    out = torch.matmul(inputs, weight.transpose(-1, -2)) * scale
+    if scale != 1.0:
+        weight = weight * scale
+    out = torch.matmul(inputs, weight.transpose(-1, -2))
     return out if bias is None else out + bias
 
 
@@ -39,8 +42,9 @@ class BinaryLinear(PyroModule):
         self.bias = torch.nn.Parameter(torch.zeros(out_features)) if bias else None
 
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        """The map p -> W p / sqrt(fan_in) for a fixed draw of the weight."""
-        return lambda inputs: linear_synapse(inputs, weight, self.scale, bias)
+        """The map p -> W p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""
+        scaled = weight * self.scale
+        return lambda inputs: linear_synapse(inputs, scaled, 1.0, bias)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return linear_synapse(inputs, self.weight, self.scale, self.bias)

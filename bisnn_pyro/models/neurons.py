@@ -7,6 +7,11 @@ Per step, with decays a = exp(-1/tau_mem), b = exp(-1/tau_syn), c = exp(-1/tau_r
 
 The step is a pure function of (input, state, synapse): the synapse closes over the weight, which may
 carry a leading sample dimension, and the state broadcasts against it.
+
+When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
+learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
+one synaptic map over all steps, and :func:`refractory_spikes` (the only sequential, element-wise
+part).  Both forms use :func:`leak`, so they round alike.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ def lif_initial_state(inputs: torch.Tensor) -> LIFState:
     return LIFState(torch.zeros_like(inputs), torch.zeros_like(inputs), zero, zero)
 
 
+def leak(trace: torch.Tensor, decay: float, inflow: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """decay * trace + inflow, as one fused operation."""
+    return torch.add(inflow, trace, alpha=decay, out=out)
+
+
 def lif_step(
     inputs: torch.Tensor,
     state: LIFState,
@@ -59,9 +69,70 @@ def lif_step(
 ) -> tuple[torch.Tensor, torch.Tensor, LIFState]:
     """One time step: returns (spikes, membrane potential U, new state)."""
     a, b, c = params.decays()
-    p = a * state.p + state.q
-    q = b * state.q + inputs
-    r = c * state.r + state.s
+    p = leak(state.p, a, state.q)
+    q = leak(state.q, b, inputs)
+    r = leak(state.r, c, state.s)
     u = synapse(p) - r
-    s = spike(u - params.threshold)
+    s = spike(u - params.threshold if params.threshold else u)
     return s, u, LIFState(p, q, r, s)
+
+
+@torch.no_grad()
+def lif_step_(
+    inputs: torch.Tensor, state: LIFState, synapse: Callable[[torch.Tensor], torch.Tensor], params: LIFParameters
+) -> LIFState:
+    """:func:`lif_step` without gradients, overwriting the state's tensors (buffers the caller owns;
+    r and s are allocated on the first step).  The new state's ``s`` holds the spikes.  Same
+    rounding as ``lif_step``; for prediction, where fresh allocations would dominate."""
+    a, b, c = params.decays()
+    p, q, r, s = state
+    leak(p, a, q, out=p)
+    leak(q, b, inputs, out=q)
+    u = synapse(p)
+    if r.shape != u.shape:
+        r, s = r.expand(u.shape).clone(), s.expand(u.shape).clone()
+    leak(r, c, s, out=r)
+    u.sub_(r)
+    torch.gt(u, params.threshold, out=s)  # u - theta > 0 exactly when u > theta
+    return LIFState(p, q, r, s)
+
+
+def owned_state(state: LIFState, inputs: torch.Tensor) -> LIFState:
+    """A copy of ``state`` whose p and q have the full shape of ``inputs`` (for :func:`lif_step_`)."""
+    shape = torch.broadcast_shapes(state.p.shape, inputs.shape)
+    return LIFState(state.p.expand(shape).clone(), state.q.expand(shape).clone(), state.r.clone(), state.s.clone())
+
+
+@torch.no_grad()
+def input_traces(
+    inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, params: LIFParameters
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The P trace at every step of ``inputs`` (time first: (T, ...)) from the traces (p, q) before
+    the first step; returns (P of shape (T, ...), p and q after the last step).  No gradient: the
+    inputs of a locally learning layer are detached."""
+    a, b, _ = params.decays()
+    shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
+    traces = inputs.new_empty((inputs.shape[0], *shape))
+    p, q = p.expand(shape), q.expand(shape)
+    for t in range(inputs.shape[0]):
+        p = leak(p, a, q, out=traces[t])
+        q = leak(q, b, inputs[t])
+    return traces, p, q
+
+
+@torch.no_grad()
+def refractory_trace(drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, params: LIFParameters) -> torch.Tensor:
+    """The refractory trace R at every step (time first: (T, ...)) of a layer whose synaptic drive
+    is known for all steps, from (r, s) before the first step.  The spikes it follows are
+    ``spike(drive - R - threshold)``, which the caller computes in one vectorised call with a
+    surrogate gradient (R carries none, as in a layer whose state is detached)."""
+    _, _, c = params.decays()
+    refractory = drive.new_empty(drive.shape)
+    fired = drive.new_empty(drive.shape)
+    r, s = r.expand(drive.shape[1:]), s.expand(drive.shape[1:])
+    for t in range(drive.shape[0]):
+        r = leak(r, c, s, out=refractory[t])
+        # u - theta > 0 exactly when u > theta (IEEE subtraction is zero only for equal operands)
+        u = drive[t] if params.threshold == 0 else drive[t] - r
+        s = torch.gt(u, r if params.threshold == 0 else params.threshold, out=fired[t])
+    return refractory

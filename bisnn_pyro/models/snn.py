@@ -10,7 +10,16 @@ from pyro.nn import PyroModule
 
 from .conv import BinaryConv2d, max_pool
 from .layers import BinaryLinear
-from .neurons import LIFParameters, LIFState, lif_initial_state, lif_step
+from .neurons import (
+    LIFParameters,
+    LIFState,
+    input_traces,
+    lif_initial_state,
+    lif_step,
+    lif_step_,
+    owned_state,
+    refractory_trace,
+)
 from .surrogates import SpikeFunction, surrogate
 
 
@@ -37,7 +46,15 @@ class DecolleNetwork(PyroModule):
     draws the weights once per sequence).  With ``local_learning=True`` (the paper's form) each
     layer's input is detached and the state is detached between steps, so each layer learns only
     from its own readout; ``False`` lets gradients flow through layers and time.
+
+    ``time_loop`` chooses how the T steps run: ``"steps"`` advances every layer one step at a time;
+    ``"layers"`` runs each layer over all T before the next (one synaptic map over all steps, a
+    short element-wise recurrence, a small autograd graph), exact only under local learning;
+    ``"auto"`` (default) takes ``"layers"`` when gradients are recorded and learning is local,
+    and ``"steps"`` otherwise (without gradients the step loop keeps its buffers small).
     """
+
+    TIME_LOOPS = ("auto", "layers", "steps")
 
     def __init__(
         self,
@@ -52,6 +69,7 @@ class DecolleNetwork(PyroModule):
         local_learning: bool,
         readout_seed: int,
         readout_gain: float = 1.0,
+        time_loop: str = "auto",
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)
@@ -60,6 +78,7 @@ class DecolleNetwork(PyroModule):
         self.neuron = LIFParameters(*neuron)
         self.spike = surrogate(spike)
         self.local_learning = local_learning
+        self.time_loop = time_loop
         self.layers = PyroModule[torch.nn.ModuleList](list(layers))
         self.pools = list(pools)
         self.output_shapes = [tuple(shape) for shape in output_shapes]
@@ -69,28 +88,57 @@ class DecolleNetwork(PyroModule):
             self.register_buffer(f"readout_{index}", random_sign_readout(num_classes, size, generator))
         self.readout_scales = [readout_gain / math.sqrt(size) for size in sizes]
 
-    def readout_matrices(self) -> list[torch.Tensor]:
-        return [getattr(self, f"readout_{i}") for i in range(len(self.layers))]
+    @property
+    def time_loop(self) -> str:
+        return self._time_loop
+
+    @time_loop.setter
+    def time_loop(self, value: str) -> None:
+        if value not in self.TIME_LOOPS:
+            raise ValueError(f"unknown time loop {value!r}; expected one of {self.TIME_LOOPS}")
+        if value == "layers" and not getattr(self, "local_learning", True):
+            raise ValueError("time_loop='layers' is exact only with local_learning=True")
+        self._time_loop = value
 
     def forward(self, x: torch.Tensor, state: list[LIFState] | None = None) -> SNNOutput:
         if x.dim() != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
             raise ValueError(
                 f"expected spikes of shape (batch, time, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
             )
+        if self.flatten_input:
+            x = x.flatten(2)
         synapses = [layer.synapse(layer.weight, layer.bias) for layer in self.layers]
-        readouts = self.readout_matrices()
-        states: list[LIFState | None] = list(state) if state is not None else [None] * len(synapses)
+        loop = self.time_loop
+        if loop == "auto":
+            loop = "layers" if self.local_learning and torch.is_grad_enabled() else "steps"
+        run = self._run_layers if loop == "layers" else self._run_steps
+        return run(x, synapses, list(state) if state is not None else [None] * len(synapses))
+
+    def _readout(self, index: int, outputs: torch.Tensor) -> torch.Tensor:
+        features = len(self.output_shapes[index])
+        flat = outputs.flatten(-features) if features > 1 else outputs
+        return torch.matmul(flat, getattr(self, f"readout_{index}").t()) * self.readout_scales[index]
+
+    def _pool(self, index: int, spikes: torch.Tensor) -> torch.Tensor:
+        return max_pool(spikes, self.pools[index]) if self.pools[index] > 1 else spikes
+
+    def _run_steps(self, x: torch.Tensor, synapses: list, states: list) -> SNNOutput:
         per_step, counts = [], [0.0] * len(synapses)
+        in_place = not torch.is_grad_enabled()
         for t in range(x.shape[1]):
-            inputs = x[:, t].flatten(1) if self.flatten_input else x[:, t]
+            inputs = x[:, t]
             step_readouts = []
             for index, synapse in enumerate(synapses):
                 layer_state = states[index] if states[index] is not None else lif_initial_state(inputs)
-                spikes, _, layer_state = lif_step(inputs, layer_state, synapse, self.neuron, self.spike)
-                outputs = max_pool(spikes, self.pools[index]) if self.pools[index] > 1 else spikes
+                if in_place:
+                    layer_state = owned_state(layer_state, inputs) if t == 0 else layer_state
+                    layer_state = lif_step_(inputs, layer_state, synapse, self.neuron)
+                    spikes = layer_state.s
+                else:
+                    spikes, _, layer_state = lif_step(inputs, layer_state, synapse, self.neuron, self.spike)
+                outputs = self._pool(index, spikes)
+                step_readouts.append(self._readout(index, outputs))
                 features = len(self.output_shapes[index])
-                flat = outputs.flatten(-features) if features > 1 else outputs
-                step_readouts.append(torch.matmul(flat, readouts[index].t()) * self.readout_scales[index])
                 counts[index] = counts[index] + spikes.detach().flatten(-features - 1).sum(-1)
                 if self.local_learning:
                     layer_state = layer_state.detach()
@@ -98,11 +146,40 @@ class DecolleNetwork(PyroModule):
                 states[index] = layer_state
                 inputs = outputs
             per_step.append(torch.stack(torch.broadcast_tensors(*step_readouts), dim=-2))
-        return SNNOutput(
-            readouts=torch.stack(per_step, dim=-2),
-            state=states,
-            spike_counts=torch.stack(torch.broadcast_tensors(*[torch.as_tensor(c) for c in counts]), -1),
-        )
+        return SNNOutput(torch.stack(per_step, dim=-2), states, _stack_counts(counts))
+
+    def _run_layers(self, x: torch.Tensor, synapses: list, states: list) -> SNNOutput:
+        inputs = x.detach().transpose(0, 1)  # time first: (T, *S, B, *features) throughout
+        readouts, counts = [], []
+        for index, synapse in enumerate(synapses):
+            features = len(self.output_shapes[index])
+            state = states[index] if states[index] is not None else lif_initial_state(inputs[0])
+            traces, p, q = input_traces(inputs, state.p, state.q, self.neuron)
+            drive = _over_time(synapse, traces, features)
+            refractory = refractory_trace(drive, state.r, state.s, self.neuron)
+            potential = drive - refractory
+            spikes = self.spike(potential - self.neuron.threshold if self.neuron.threshold else potential)
+            outputs = self._pool(index, spikes)
+            readouts.append(self._readout(index, outputs).movedim(0, -2))
+            counts.append(spikes.detach().flatten(-features - 1).sum((0, -1)))
+            states[index] = LIFState(p, q, refractory[-1], spikes[-1]).detach()
+            inputs = outputs.detach()
+        return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
+
+
+def _over_time(synapse, traces: torch.Tensor, features: int) -> torch.Tensor:
+    """``synapse`` applied to every step of time-first ``traces`` (T, *S, B, *features) as one call
+    on (*S, T * B, *features); returns the drive time first."""
+    steps = traces.shape[0]
+    merged = traces.movedim(0, -features - 2)
+    batch = merged.shape[-features - 1]
+    drive = synapse(merged.reshape(*merged.shape[: -features - 2], steps * batch, *merged.shape[-features:]))
+    drive = drive.reshape(*drive.shape[: -features - 1], steps, batch, *drive.shape[-features:])
+    return drive.movedim(-features - 2, 0)
+
+
+def _stack_counts(counts: list) -> torch.Tensor:
+    return torch.stack(torch.broadcast_tensors(*[torch.as_tensor(c) for c in counts]), -1)
 
 
 class SpikingMLP(DecolleNetwork):
@@ -120,6 +197,7 @@ class SpikingMLP(DecolleNetwork):
         readout_seed: int = 0,
         readout_gain: float = 1.0,
         bias: bool = False,
+        time_loop: str = "auto",
     ):
         if not hidden:
             raise ValueError("hidden must list at least one layer width")
@@ -138,6 +216,7 @@ class SpikingMLP(DecolleNetwork):
             local_learning=local_learning,
             readout_seed=readout_seed,
             readout_gain=readout_gain,
+            time_loop=time_loop,
         )
         self.in_features = in_features
         self.flatten_input = len(input_shape) > 1
@@ -164,6 +243,7 @@ class ConvSpikingNet(DecolleNetwork):
         readout_seed: int = 0,
         readout_gain: float = 1.0,
         bias: bool = False,
+        time_loop: str = "auto",
     ):
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
@@ -189,6 +269,7 @@ class ConvSpikingNet(DecolleNetwork):
             local_learning=local_learning,
             readout_seed=readout_seed,
             readout_gain=readout_gain,
+            time_loop=time_loop,
         )
 
 
