@@ -13,6 +13,7 @@ from .experiment import DATASETS, MODELS, ConfigError, ExperimentConfig, create_
 from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
+from .inference.training import ENGINES
 from .inference.training import SCHEDULES, TrainingDiverged
 from .models import CONV_PRESETS
 
@@ -57,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--step-ms", type=float, default=None, help="event sets: milliseconds per time step")
     train.add_argument("--downsample", type=int, default=None, help="event sets: spatial down-sampling factor")
+    train.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N (default: cpu)")
+    train.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=defaults.engine,
+        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; auto: direct for online",
+    )
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(
         "--resume",
@@ -70,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--mode", choices=MODES, default="ensemble")
     evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
     commands.add_parser("datasets", help="list the data sets, their sources and shapes").add_argument(
         "--data-dir", default=None, help="where recorded data sets are looked for"
@@ -81,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--samples", type=int, default=20, help="weight draws K for ensembles (default 20)")
     report.add_argument("--grid", type=int, default=40, help="points per side of the two-moons uncertainty grid")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
+    report.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: each run's)")
     return parser
 
 
@@ -105,6 +115,8 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         burn_in=args.burn_in,
         step_ms=args.step_ms,
         downsample=args.downsample,
+        device=args.device,
+        engine=args.engine,
     ).validate()
 
 
@@ -131,7 +143,7 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    run = open_run(args.run_dir)
+    run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples)
     print(json.dumps(scores) if args.json else _format(scores))
 
@@ -144,7 +156,12 @@ def _report(args: argparse.Namespace) -> None:
     from .report import write_report  # ArviZ and matplotlib load only when a report is asked for
 
     path = write_report(
-        args.run_dirs, args.out, samples=args.samples, resolution=args.grid, progress=False if args.quiet else None
+        args.run_dirs,
+        args.out,
+        samples=args.samples,
+        resolution=args.grid,
+        progress=False if args.quiet else None,
+        device=args.device,
     )
     print(f"report on {len(args.run_dirs)} run(s) -> {path}")
 

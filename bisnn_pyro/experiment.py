@@ -26,7 +26,7 @@ from .inference import BayesianSNN, Trainer, make_rule
 from .inference.checkpoint import CheckpointError
 from .inference.predict import check_mode, point_weights
 from .inference.rules import RULES
-from .inference.training import SCHEDULES
+from .inference.training import ENGINES, SCHEDULES
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, ReadoutCategorical, SpikingMLP
 
 MODELS = ("mlp", "conv")
@@ -70,6 +70,8 @@ class ExperimentConfig:
     train_size: int = 200
     test_size: int = 1000
     data_seed: int = 0
+    engine: str = "auto"  # svi, direct, or auto (direct for the online schedule)
+    device: str = "cpu"  # cpu, cuda, cuda:1, ...
 
     def __post_init__(self):
         spec = SPECS.get(self.dataset)
@@ -96,6 +98,7 @@ class ExperimentConfig:
             (self.downsample is None or self.downsample >= 1, f"downsample must be >= 1, got {self.downsample}"),
             (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
+            (self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
@@ -110,6 +113,7 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_device(self.device)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +126,22 @@ class ExperimentConfig:
         if unknown:
             raise ConfigError(f"unknown configuration keys {unknown}")
         return cls(**values).validate()
+
+
+def check_device(device: str) -> torch.device:
+    """``device`` as a torch.device, or a ConfigError saying why it cannot be used here."""
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but this machine has no CUDA device torch can use")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA devices are visible")
+    elif parsed.type != "cpu":
+        raise ConfigError(f"unsupported device {device!r}; expected cpu, cuda or cuda:N")
+    return parsed
 
 
 def load_data(config: ExperimentConfig):
@@ -177,6 +197,7 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     net = build_network(config, tuple(example.shape[2:]))
     likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in)
     bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
+    bsnn.to(config.device)
     in_memory = isinstance(train, SpikeDataset)
     trainer = Trainer(
         bsnn,
@@ -187,6 +208,8 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
         batch_size=config.batch_size,
         schedule=config.schedule,
         seed=config.seed,
+        engine=config.engine,
+        device=config.device,
     )
     return bsnn, trainer
 
@@ -256,8 +279,9 @@ def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
     return Run(directory, config, train, test, bsnn, trainer)
 
 
-def open_run(directory: str | Path) -> Run:
-    """Rebuild a run from its folder and load its latest checkpoint."""
+def open_run(directory: str | Path, device: str | None = None) -> Run:
+    """Rebuild a run from its folder and load its latest checkpoint (onto ``device`` if given,
+    else the device it was trained on)."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
@@ -272,6 +296,8 @@ def open_run(directory: str | Path) -> Run:
         raise ConfigError(f"{config_path} is not valid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{config_path} must hold a JSON object")
+    if device is not None:
+        values = {**values, "device": device}
     config = ExperimentConfig.from_dict(values)
     train, test = load_data(config)
     bsnn, trainer = build(config, train)

@@ -161,8 +161,10 @@ def write_report(
     samples: int = 20,
     resolution: int = 40,
     progress: bool | None = None,
+    device: str | None = None,
 ) -> Path:
-    """Report on every run folder in ``run_dirs``; returns the path of ``report.md``."""
+    """Report on every run folder in ``run_dirs`` (on ``device``, default: each run's own);
+    returns the path of ``report.md``."""
     if samples < 2:
         raise ValueError(f"the report needs K >= 2 weight draws, got {samples}")
     out = Path(out)
@@ -172,7 +174,7 @@ def write_report(
     for name, directory in tqdm(
         list(zip(names, run_dirs)), desc="report", unit="run", disable=None if progress is None else not progress
     ):
-        reports.append(report_run(open_run(directory), name, out, samples, resolution))
+        reports.append(report_run(open_run(directory, device), name, out, samples, resolution))
     rows = [row for report in reports for row in report.rows]
     plots.comparison(rows, out / "comparison.png")
     return _write_markdown(out, reports, rows, samples)

@@ -70,6 +70,16 @@ class BayesianSNN(torch.nn.Module):
         self.likelihood(out.readouts, y, t0)
         return out.readouts
 
+    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
+        """p(w) per latent site of the network, as its sample sites define it."""
+        sites = {}
+        for module_name, module in self.net.named_modules():
+            for attr in getattr(module, "_pyro_samples", {}):
+                name = f"{module_name}.{attr}" if module_name else attr
+                buffer = getattr(module, f"{attr}_prior")
+                sites[name] = self.prior.distribution(buffer).to_event(buffer.dim())
+        return sites
+
     def guide_fn(self, *args, kl_scale: float = 1.0, **kwargs):
         """The guide, under the same KL scaling as the model's weight sites."""
         with poutine.scale(scale=self.kl_weight * kl_scale):
@@ -105,11 +115,14 @@ class BayesianSNN(torch.nn.Module):
     @torch.no_grad()
     def readouts_with(self, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
         """Readouts (K, N, layers, T, classes) of the network with its weight sites set to ``weights``
-        (each with a leading draw dimension K), ``batch_size`` points at a time."""
+        (each with a leading draw dimension K), ``batch_size`` points at a time on the weights'
+        device; returned on the device of ``x``."""
+        device = next(iter(weights.values())).device
         chunks = [
-            readouts_with_weights(self.net, weights, x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)
+            readouts_with_weights(self.net, weights, x[i : i + batch_size].to(device))
+            for i in range(0, x.shape[0], batch_size)
         ]
-        return torch.cat(chunks, dim=1)
+        return torch.cat(chunks, dim=1).to(x.device)
 
     def predictive_probs(
         self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500

@@ -13,7 +13,7 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import Delta
+from pyro.distributions import Delta, TorchDistribution
 from pyro.poutine.util import site_is_subsample
 from pyro.nn import PyroModule, PyroParam
 
@@ -80,12 +80,16 @@ class _WeightGuide(PyroModule):
     def param(self, name: str) -> torch.Tensor:
         return functools.reduce(getattr, name.split("."), self.params)
 
-    def _sample_all(self, make_distribution) -> dict[str, torch.Tensor]:
+    def _per_site(self, make_distribution) -> dict[str, TorchDistribution]:
         self._check_setup()
-        return {
-            name: pyro.sample(name, make_distribution(self.param(name)).to_event(len(shape)))
-            for name, shape in self.sites.items()
-        }
+        return {name: make_distribution(self.param(name)).to_event(len(shape)) for name, shape in self.sites.items()}
+
+    def distributions(self) -> dict[str, TorchDistribution]:
+        """q(w) per site, as :meth:`forward` samples it (so a loss can be evaluated without tracing)."""
+        raise NotImplementedError
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return {name: pyro.sample(name, distribution) for name, distribution in self.distributions().items()}
 
 
 class SignBernoulliGuide(_WeightGuide):
@@ -108,10 +112,10 @@ class SignBernoulliGuide(_WeightGuide):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+    def distributions(self) -> dict[str, TorchDistribution]:
         if self.training and self.temperature is not None:
-            return self._sample_all(lambda lam: RelaxedSignBernoulli(lam, self.temperature))
-        return self._sample_all(SignBernoulli)
+            return self._per_site(lambda lam: RelaxedSignBernoulli(lam, self.temperature))
+        return self._per_site(SignBernoulli)
 
     def natural(self) -> dict[str, torch.Tensor]:
         """The natural parameters lam per site."""
@@ -144,8 +148,8 @@ class _StraightThroughSign(torch.autograd.Function):
 class StraightThroughGuide(_WeightGuide):
     """ST-BiSNN: latent real theta, weight sign(theta) forward, identity backward (a point mass)."""
 
-    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        return self._sample_all(lambda theta: Delta(_StraightThroughSign.apply(theta)))
+    def distributions(self) -> dict[str, TorchDistribution]:
+        return self._per_site(lambda theta: Delta(_StraightThroughSign.apply(theta)))
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:

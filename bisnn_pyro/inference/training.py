@@ -4,6 +4,10 @@
 ``online``: one SVI step per time step after burn-in, weights re-sampled at every step and the
 network state carried between steps (the BiSNN paper's schedule).  The KL is divided among the
 T - burn_in steps, so one online sequence optimises the same total objective as one sequence step.
+
+``engine``: ``"svi"`` steps through Pyro's ``SVI``; ``"direct"`` evaluates the same ELBO without
+tracing (:mod:`.direct`), which matters when steps are small; ``"auto"`` takes ``"direct"`` for the
+online schedule when the rule allows it.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from tqdm.auto import tqdm
 
 from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
+from .direct import DirectELBO, DirectSVI
 
 SCHEDULES = ("sequence", "online")
+ENGINES = ("auto", "svi", "direct")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -68,24 +74,51 @@ class Trainer:
         schedule: str = "sequence",
         seed: int = 0,
         num_workers: int = 0,
+        engine: str = "auto",
+        device: str | torch.device | None = None,
     ):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         if y is not None and x.shape[0] != y.shape[0]:
             raise ValueError(f"x has {x.shape[0]} sequences but y has {y.shape[0]} labels")
         if y is None and not isinstance(x, Dataset):
             raise ValueError("pass labels y with a tensor x, or a Dataset of (spikes, label) pairs as x")
-        self.bsnn, self.optim, self.x, self.y = bsnn, optim, x, y
+        self.bsnn, self.optim, self.loss, self.x, self.y = bsnn, optim, loss, x, y
         self.num_workers = num_workers
         self.batch_size, self.schedule = batch_size, schedule
         self.svi = SVI(bsnn.model, bsnn.guide_fn, optim, loss)
+        self.direct = None
+        if engine == "direct" or (engine == "auto" and schedule == "online"):
+            try:
+                self.direct = DirectSVI(DirectELBO.for_loss(bsnn, loss), optim)
+            except ValueError:
+                if engine == "direct":
+                    raise
+        self.engine = "direct" if self.direct is not None else "svi"
+        self.device = None if device is None else torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
 
+    def _step(self, *args, **kwargs) -> float:
+        return (self.direct or self.svi).step(*args, **kwargs)
+
     def _sequence_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
-        return self.svi.step(xb, yb)
+        return self._step(xb, yb)
+
+    @torch.no_grad()
+    def _advance(self, xt: torch.Tensor, t: int, state, carry: dict) -> None:
+        """A burn-in step: fresh weights, the network state moves on, nothing is learned."""
+        if self.direct is not None:
+            draws = self.direct.elbo.draws()
+            out = self.bsnn.net.run(xt, [draws[name] for name in self.direct.elbo.layer_sites], state)
+            carry["state"] = out.state
+            return
+        guide_trace = poutine.trace(self.bsnn.guide_fn).get_trace(xt)
+        poutine.replay(self.bsnn.model, trace=guide_trace)(xt, None, t0=t, state=state, carry=carry)
 
     def _online_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
         burn_in = self.bsnn.likelihood.burn_in
@@ -96,11 +129,9 @@ class Trainer:
         for t in range(steps):
             xt = xb[:, t : t + 1]
             if t < burn_in:
-                with torch.no_grad():
-                    guide_trace = poutine.trace(self.bsnn.guide_fn).get_trace(xt)
-                    poutine.replay(self.bsnn.model, trace=guide_trace)(xt, None, t0=t, state=state, carry=carry)
+                self._advance(xt, t, state, carry)
             else:
-                total += self.svi.step(xt, yb, t0=t, state=state, carry=carry, kl_scale=kl_scale)
+                total += self._step(xt, yb, t0=t, state=state, carry=carry, kl_scale=kl_scale)
             state = carry["state"]
         return total
 
@@ -120,6 +151,8 @@ class Trainer:
         step = self._sequence_step if self.schedule == "sequence" else self._online_step
         start, total, batches = time.perf_counter(), 0.0, 0
         for xb, yb in self._batches():
+            if self.device is not None:
+                xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
             loss = step(xb, yb)
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate")

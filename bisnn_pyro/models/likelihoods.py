@@ -26,14 +26,33 @@ class ReadoutCategorical:
     def _after_burn_in(self, readouts: torch.Tensor, t0: int) -> torch.Tensor:
         return readouts[..., max(self.burn_in - t0, 0) :, :]
 
-    def __call__(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int = 0) -> None:
+    def _site(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int):
+        """(distribution, observation, batch size) of the data site, or None when every step is burn-in."""
         logits = self._after_burn_in(readouts, t0)
         if logits.shape[-2] == 0:
-            return
+            return None
         batch, layers, steps = logits.shape[-4:-1]
         obs = None if y is None else y.reshape(batch, 1, 1).expand(batch, layers, steps)
-        with pyro.plate("data", size=self.num_data, subsample_size=batch, dim=-1):
-            pyro.sample("obs", Categorical(logits=logits).to_event(2), obs=obs)
+        return Categorical(logits=logits).to_event(2), obs, batch
+
+    def __call__(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int = 0) -> None:
+        site = self._site(readouts, y, t0)
+        if site is None:
+            return
+        distribution, obs, batch = site
+        # explicit indices: the minibatch is chosen by the caller, so the plate only scales (and
+        # draws no random subsample of its own)
+        subsample = torch.arange(batch, device=readouts.device)
+        with pyro.plate("data", size=self.num_data, subsample=subsample, dim=-1):
+            pyro.sample("obs", distribution, obs=obs)
+
+    def log_likelihood(self, readouts: torch.Tensor, y: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """The data site's log-probability, summed and scaled by N/B as the plate scales it."""
+        site = self._site(readouts, y, t0)
+        if site is None:
+            return readouts.new_zeros(())
+        distribution, obs, batch = site
+        return distribution.log_prob(obs).sum() * (self.num_data / batch)
 
     def logits(self, readouts: torch.Tensor) -> torch.Tensor:
         """Time-averaged last-layer logits (*S, B, classes)."""

@@ -50,8 +50,8 @@ class DecolleNetwork(PyroModule):
     ``time_loop`` chooses how the T steps run: ``"steps"`` advances every layer one step at a time;
     ``"layers"`` runs each layer over all T before the next (one synaptic map over all steps, a
     short element-wise recurrence, a small autograd graph), exact only under local learning;
-    ``"auto"`` (default) takes ``"layers"`` when gradients are recorded and learning is local,
-    and ``"steps"`` otherwise (without gradients the step loop keeps its buffers small).
+    ``"auto"`` (default) takes ``"layers"`` when gradients are recorded, learning is local and
+    T > 1, and ``"steps"`` otherwise (without gradients the step loop updates small buffers in place).
     """
 
     TIME_LOOPS = ("auto", "layers", "steps")
@@ -101,16 +101,24 @@ class DecolleNetwork(PyroModule):
         self._time_loop = value
 
     def forward(self, x: torch.Tensor, state: list[LIFState] | None = None) -> SNNOutput:
+        return self.run(x, [layer.weight for layer in self.layers], state)
+
+    def run(self, x: torch.Tensor, weights: Sequence[torch.Tensor], state: list[LIFState] | None = None) -> SNNOutput:
+        """The network with explicit weights, one tensor per layer (each may carry leading sample
+        dimensions): what ``forward`` does once Pyro has drawn the weight sites."""
+        if len(weights) != len(self.layers):
+            raise ValueError(f"expected {len(self.layers)} weight tensors, one per layer, got {len(weights)}")
         if x.dim() != 2 + len(self.input_shape) or tuple(x.shape[2:]) != self.input_shape:
             raise ValueError(
                 f"expected spikes of shape (batch, time, {', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}"
             )
         if self.flatten_input:
             x = x.flatten(2)
-        synapses = [layer.synapse(layer.weight, layer.bias) for layer in self.layers]
+        synapses = [layer.synapse(weight, layer.bias) for layer, weight in zip(self.layers, weights)]
         loop = self.time_loop
         if loop == "auto":
-            loop = "layers" if self.local_learning and torch.is_grad_enabled() else "steps"
+            whole_layers = self.local_learning and torch.is_grad_enabled() and x.shape[1] > 1
+            loop = "layers" if whole_layers else "steps"
         run = self._run_layers if loop == "layers" else self._run_steps
         return run(x, synapses, list(state) if state is not None else [None] * len(synapses))
 
