@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--kl-weight", type=float, default=defaults.kl_weight, help="KL weight beta")
     train.add_argument("--samples", type=int, default=defaults.samples, help="ensemble size K for the summary")
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument(
+        "--particles", type=int, default=defaults.particles, help="ELBO particles per step (one batched draw)"
+    )
     train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths (mlp)")
     train.add_argument("--model", choices=MODELS, default=defaults.model, help="dense (mlp) or convolutional network")
     train.add_argument(
@@ -107,6 +110,7 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         kl_weight=args.kl_weight,
         samples=args.samples,
         batch_size=args.batch_size,
+        particles=args.particles,
         hidden=list(args.hidden),
         model=args.model,
         conv_preset=args.conv_preset,

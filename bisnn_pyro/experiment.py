@@ -54,6 +54,7 @@ class ExperimentConfig:
     init_scale: float = 0.1
     momentum: float = 0.0
     samples: int = 10
+    particles: int = 1  # ELBO particles per step, drawn as one batch of weights
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     model: str = "mlp"
     conv_preset: str = "small"
@@ -106,6 +107,7 @@ class ExperimentConfig:
             (0 < self.prior_p < 1, f"prior probability p must lie in (0, 1), got {self.prior_p}"),
             (self.kl_weight >= 0, f"KL weight must be >= 0, got {self.kl_weight}"),
             (self.samples >= 1, f"number of samples K must be >= 1, got {self.samples}"),
+            (self.particles >= 1, f"number of particles must be >= 1, got {self.particles}"),
             (len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden widths must be >= 1, got {self.hidden}"),
             (0 <= self.burn_in < self.steps, f"burn-in must lie in [0, steps={self.steps}), got {self.burn_in}"),
             (self.train_size >= 2 and self.test_size >= 2, "train and test sizes must be >= 2"),
@@ -191,6 +193,7 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
         prior_p=config.prior_p,
         init_scale=config.init_scale,
         momentum=config.momentum,
+        num_particles=config.particles,
         seed=config.seed,
     )
     example, size = _example(train)

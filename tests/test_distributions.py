@@ -108,3 +108,19 @@ def test_expand_keeps_parameters():
     d = RelaxedSignBernoulli(torch.tensor(0.4), 0.5).expand((3, 2))
     assert d.batch_shape == (3, 2) and d.temperature == 0.5
     assert SignBernoulli(torch.tensor(0.4)).expand((2,)).log_prob(torch.ones(2)).shape == (2,)
+
+
+def test_fused_relaxed_draw_and_kl_match_their_formulas_and_finite_differences():
+    from bisnn_pyro.models.distributions import _RelaxedSign, _SignKL, log_two_cosh
+
+    torch.manual_seed(0)
+    lam = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    u = torch.rand(5, 4, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+    reference = torch.tanh((lam + 0.5 * (torch.log(u) - torch.log1p(-u))) / 0.7)
+    torch.testing.assert_close(_RelaxedSign.apply(lam, u, 0.7), reference)
+    assert torch.autograd.gradcheck(lambda x: _RelaxedSign.apply(x, u, 0.7), (lam,))
+
+    prior = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)  # broadcast against lam
+    formula = torch.tanh(lam) * (lam - prior) - log_two_cosh(lam) + log_two_cosh(prior)
+    torch.testing.assert_close(_SignKL.apply(lam, prior), formula)
+    assert torch.autograd.gradcheck(_SignKL.apply, (lam, prior))

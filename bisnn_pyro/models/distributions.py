@@ -130,8 +130,10 @@ class RelaxedSignBernoulli(_SignBase):
         finfo = torch.finfo(self.natural.dtype)
         u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)
         u = u.clamp(finfo.tiny, 1.0 - finfo.eps)
-        delta = 0.5 * (torch.log(u) - torch.log1p(-u))
-        return torch.tanh((self.natural + delta) / self.temperature)
+        if torch.is_tensor(self.temperature) and self.temperature.requires_grad:
+            delta = 0.5 * (torch.log(u) - torch.log1p(-u))
+            return torch.tanh((self.natural + delta) / self.temperature)
+        return _RelaxedSign.apply(self.natural, u, self.temperature)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -144,9 +146,59 @@ class RelaxedSignBernoulli(_SignBase):
         return logsigmoid(x) + logsigmoid(-x) + torch.log(2.0 * tau) - log1p_w - log1m_w
 
 
+class _RelaxedSign(torch.autograd.Function):
+    """w = tanh((lam + 0.5 logit(u)) / tau) with the backward dw/dlam = (1 - w^2) / tau from the
+    output alone: the relaxed draw is taken at every online step, so its cost matters."""
+
+    @staticmethod
+    def forward(ctx, natural: torch.Tensor, u: torch.Tensor, temperature) -> torch.Tensor:
+        w = torch.log(u)
+        w.sub_(torch.log1p(-u)).mul_(0.5)
+        w = torch.add(natural, w).div_(temperature).tanh_()
+        ctx.save_for_backward(w)
+        ctx.temperature = temperature
+        return w
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (w,) = ctx.saved_tensors
+        return grad * (1.0 - w * w) / ctx.temperature, None, None
+
+
+class _SignKL(torch.autograd.Function):
+    """KL(SignBernoulli(lq) || SignBernoulli(lp)) = tanh(lq)(lq - lp) - log2cosh(lq) + log2cosh(lp),
+    with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq)."""
+
+    @staticmethod
+    def forward(ctx, natural_q: torch.Tensor, natural_p: torch.Tensor) -> torch.Tensor:
+        mean_q = torch.tanh(natural_q)
+        difference = natural_q - natural_p
+        ctx.save_for_backward(mean_q, difference, natural_p)
+        return mean_q * difference - log_two_cosh(natural_q) + log_two_cosh(natural_p)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        mean_q, difference, natural_p = ctx.saved_tensors
+        grad_q = grad_p = None
+        if ctx.needs_input_grad[0]:
+            grad_q = _reduce_to(grad * (1.0 - mean_q * mean_q) * difference, mean_q)
+        if ctx.needs_input_grad[1]:
+            grad_p = _reduce_to(grad * (torch.tanh(natural_p) - mean_q), natural_p)
+        return grad_q, grad_p
+
+
+def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Sum a broadcast gradient back to the shape of ``like``."""
+    while grad.dim() > like.dim():
+        grad = grad.sum(0)
+    for dim, size in enumerate(like.shape):
+        if size == 1 and grad.shape[dim] != 1:
+            grad = grad.sum(dim, keepdim=True)
+    return grad
+
+
 def _sign_kl(natural_q: torch.Tensor, natural_p: torch.Tensor) -> torch.Tensor:
-    mean_q = torch.tanh(natural_q)
-    return mean_q * (natural_q - natural_p) - log_two_cosh(natural_q) + log_two_cosh(natural_p)
+    return _SignKL.apply(natural_q, natural_p)
 
 
 @register_kl(SignBernoulli, SignBernoulli)
