@@ -223,21 +223,24 @@ def measure_peak_memory(schedule: str, device: str) -> None:
 
 
 def scaling(args, device) -> dict[str, float]:
-    """Sequence epoch time against T (width 256) and against width (T = 100)."""
-    result = {}
+    """Sequence epoch time against T (width 256) and against width (T = 100), median of repeats."""
+    result, repeats = {}, 2 if args.quick else 3
     for steps in (50, 100) if args.quick else (50, 100, 200):
         _, _, _, _, trainer = setup(args.device, steps=steps, burn_in=min(10, steps // 5))
         trainer.run_epoch()
-        result[f"epoch_s_T{steps}"] = timed(trainer.run_epoch, device)
+        result[f"epoch_s_T{steps}"] = median_time(trainer.run_epoch, repeats, device)
     for width in (128, 256) if args.quick else (128, 256, 512):
         _, _, _, _, trainer = setup(args.device, hidden=[width, width])
         trainer.run_epoch()
-        result[f"epoch_s_width{width}"] = timed(trainer.run_epoch, device)
+        result[f"epoch_s_width{width}"] = median_time(trainer.run_epoch, repeats, device)
     return result
 
 
 def compile_check(args, device) -> dict[str, float]:
-    """torch.compile of the two element-wise recurrences against the library's eager loops."""
+    """torch.compile of the two element-wise recurrences (written functionally, as the compiler
+    prefers) against the library's eager in-place loops, on one training-sized layer.  (Compiling
+    the in-place loops themselves was slower than eager.)  The compile time depends on the
+    compiler's disk cache: about 75 s cold here, a few seconds warm."""
     params = LIFParameters()
     a, b, c = params.decays()
 
