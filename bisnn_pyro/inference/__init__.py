@@ -2,16 +2,20 @@
 
 from .bnn import BayesianSNN
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .direct import DirectELBO, DirectSVI
 from .guides import SignBernoulliGuide, StraightThroughGuide
 from .optim import BayesianLearningRule, NaturalGradientSign
 from .predict import MODES
 from .rules import RULES, Rule, make_rule
-from .training import SCHEDULES, Trainer, TrainingDiverged
+from .training import ENGINES, SCHEDULES, Trainer, TrainingDiverged
 
 __all__ = [
     "BayesianLearningRule",
     "BayesianSNN",
     "CheckpointError",
+    "DirectELBO",
+    "DirectSVI",
+    "ENGINES",
     "MODES",
     "NaturalGradientSign",
     "RULES",
