@@ -30,6 +30,7 @@ from .inference.training import ENGINES, SCHEDULES
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, ReadoutCategorical, SpikingMLP
 
 MODELS = ("mlp", "conv")
+DIRECT_RULES = ("bayes", "bayes-adam", "ste")  # reparameterised guides with distributions()
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
 
 
@@ -100,6 +101,11 @@ class ExperimentConfig:
             (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
             (self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}"),
+            (
+                self.engine != "direct" or (self.rule in DIRECT_RULES and self.particles == 1),
+                f"--engine direct evaluates one-particle ELBOs of the rules {', '.join(DIRECT_RULES)}; "
+                f"use --engine svi for rule {self.rule!r} with {self.particles} particle(s)",
+            ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}"),

@@ -60,6 +60,10 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--samples", "0"], "K must be >= 1"),
         (["train", "--epochs", "0"], "epochs must be >= 1"),
         (["train", "--lr", "-0.1"], "learning rate must be > 0"),
+        (["train", "--particles", "0"], "particles must be >= 1"),
+        (["train", "--engine", "direct", "--rule", "fp"], "use --engine svi"),
+        (["train", "--engine", "direct", "--particles", "2"], "use --engine svi"),
+        (["train", "--device", "tpu"], "unknown device"),
     ],
 )
 def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):
