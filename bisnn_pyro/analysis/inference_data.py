@@ -43,6 +43,9 @@ def build_inference_data(
     """InferenceData from K weight draws (site -> (K, ..., out, in)), their class probabilities
     (K, N, C) and the labels (N,).  ``var_names`` selects the layers whose weight draws are kept
     (default: all); the per-layer fractions of +1 weights are always kept."""
+    weights = {site: value.detach().cpu() for site, value in weights.items()}  # NumPy lives on the host
+    p_plus = {site: p.detach().cpu() for site, p in p_plus.items()} if p_plus else p_plus
+    draw_probs, labels = draw_probs.detach().cpu(), labels.cpu()
     draws, points, classes = draw_probs.shape
     if labels.shape != (points,):
         raise ValueError(f"labels must have shape ({points},) to match the probabilities, got {tuple(labels.shape)}")
