@@ -10,7 +10,7 @@ carry a leading sample dimension, and the state broadcasts against it.
 
 When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
 learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
-one synaptic map over all steps, and :func:`refractory_spikes` (the only sequential, element-wise
+one synaptic map over all steps, and :func:`refractory_trace` (the only sequential, element-wise
 part).  Both forms use :func:`leak`, so they round alike.
 """
 
@@ -132,7 +132,10 @@ def refractory_trace(drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, para
     r, s = r.expand(drive.shape[1:]), s.expand(drive.shape[1:])
     for t in range(drive.shape[0]):
         r = leak(r, c, s, out=refractory[t])
-        # u - theta > 0 exactly when u > theta (IEEE subtraction is zero only for equal operands)
-        u = drive[t] if params.threshold == 0 else drive[t] - r
-        s = torch.gt(u, r if params.threshold == 0 else params.threshold, out=fired[t])
+        # the same decisions as spike(drive - r - threshold): IEEE subtraction gives zero only for
+        # equal operands, so x - y > 0 exactly when x > y
+        if params.threshold == 0:
+            s = torch.gt(drive[t], r, out=fired[t])
+        else:
+            s = torch.gt(drive[t] - r, params.threshold, out=fired[t])
     return refractory
