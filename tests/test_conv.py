@@ -30,16 +30,21 @@ def test_pooling_keeps_leading_dims():
     assert pooled.shape == (2, 3, 4, 3, 3) and pooled[1, 2, 3, 2, 2] == 1 and pooled.sum() == 1
 
 
-def test_conv_network_batched_draws_equal_separate_passes():
-    torch.manual_seed(1)
-    # float64, so that grouped and single convolutions (which sum in different orders) cannot flip
-    # a spike that sits on the threshold
+def _small_net_and_draws(samples: int):
+    """A float64 conv network (so that convolutions summing in different orders cannot flip a spike
+    that sits on the threshold) and ``samples`` random +-1 draws of its weights."""
     net = BinaryPrior().apply_(ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2)).double()
-    x = torch.bernoulli(torch.full((3, 6, 2, 8, 8), 0.2, dtype=torch.float64))
     draws = {
-        f"layers.{i}.weight": torch.sign(torch.randn(4, *layer.weight_prior.shape, dtype=torch.float64))
+        f"layers.{i}.weight": torch.sign(torch.randn(samples, *layer.weight_prior.shape, dtype=torch.float64))
         for i, layer in enumerate(net.layers)
     }
+    return net, draws
+
+
+def test_conv_network_batched_draws_equal_separate_passes():
+    torch.manual_seed(1)
+    net, draws = _small_net_and_draws(4)
+    x = torch.bernoulli(torch.full((3, 6, 2, 8, 8), 0.2, dtype=torch.float64))
     batched = poutine.condition(net, data=draws)(x).readouts
     assert batched.shape == (4, 3, 2, 6, 3)
     for k in range(4):
@@ -67,12 +72,8 @@ def test_conv_model_trains_on_the_offline_digits(tmp_path):
 
 def test_conv_time_loops_agree():
     torch.manual_seed(2)
-    net = BinaryPrior().apply_(ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2)).double()
+    net, draws = _small_net_and_draws(2)
     x = torch.bernoulli(torch.full((3, 10, 2, 8, 8), 0.3, dtype=torch.float64))
-    draws = {
-        f"layers.{i}.weight": torch.sign(torch.randn(2, *layer.weight_prior.shape, dtype=torch.float64))
-        for i, layer in enumerate(net.layers)
-    }
     outputs = []
     for loop, grad in (("steps", True), ("steps", False), ("layers", True)):
         net.time_loop = loop
