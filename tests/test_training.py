@@ -130,3 +130,30 @@ def test_vectorised_particles_train_as_one_batch(tmp_path):
     assert all(math.isfinite(h["loss"]) for h in history) and history[-1]["loss"] < history[0]["loss"]
     assert any(not torch.equal(before[n], p) for n, p in run.bsnn.named_parameters())
     assert run.evaluate("ensemble")["accuracy"] >= 0.8
+
+
+@pytest.mark.parametrize("rule", ["bayes", "ste", "fp"])
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_deterministic_biases_train_through_svi(rule, model):
+    """bias=True: the biases are module-local PyroParams (a plain nn.Parameter on a PyroModule made
+    SVI.step fail in module-local mode); one SVI epoch moves them and the weight parameters."""
+    from bisnn_pyro import BayesianSNN, ReadoutCategorical, SpikingMLP, Trainer
+    from bisnn_pyro.models import ConvSpikingNet
+
+    torch.manual_seed(0)
+    x = (torch.rand(8, 6, 2, 5, 5) < 0.3).float()
+    y = torch.arange(8) % 2
+    if model == "mlp":
+        net = SpikingMLP((2, 5, 5), hidden=(12,), num_classes=2, bias=True)
+    else:
+        net = ConvSpikingNet((2, 5, 5), num_classes=2, channels=(4,), kernel_size=3, pool=1, bias=True)
+    made = make_rule(rule, lr=0.1 if rule != "bayes" else 5e-2)
+    bsnn = BayesianSNN(net, made.prior, ReadoutCategorical(num_data=8, burn_in=1), made.guide).setup(x)
+    names = [name for name, _ in bsnn.named_parameters()]
+    assert "net.layers.0.bias_unconstrained" in names and len(names) == 2
+    before = {name: p.detach().clone() for name, p in bsnn.named_parameters()}
+    Trainer(bsnn, made.optim, made.loss, x, y, batch_size=4, engine="svi").fit(1, progress=False)
+    for name, p in bsnn.named_parameters():
+        assert torch.isfinite(p).all() and not torch.equal(before[name], p.detach()), name
+    probs = bsnn.eval().predict(x, "map")
+    assert probs.shape == (8, 2) and torch.allclose(probs.sum(-1), torch.ones(8))

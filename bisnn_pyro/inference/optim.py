@@ -74,5 +74,9 @@ class NaturalGradientSign(torch.optim.Optimizer):
 
 
 def BayesianLearningRule(optim_args: dict[str, Any] | Callable[..., dict[str, Any]]) -> PyroOptim:
-    """``pyro.optim`` wrapper of :class:`NaturalGradientSign` (use as ``SVI(..., optim=...)``)."""
+    """``pyro.optim`` wrapper of :class:`NaturalGradientSign` (use as ``SVI(..., optim=...)``).
+
+    Every parameter it is handed gets the preconditioned step, deterministic biases included
+    (their "Fisher" 1 - tanh(b)^2 has no meaning); train a biased network with ``bayes-adam``.
+    """
     return PyroOptim(NaturalGradientSign, optim_args)

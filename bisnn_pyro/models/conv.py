@@ -11,7 +11,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, PyroParam
 
 
 def conv_synapse(
@@ -56,7 +56,7 @@ class BinaryConv2d(PyroModule):
         self.padding = kernel_size // 2
         self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = torch.nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.bias = PyroParam(torch.zeros(out_channels)) if bias else None
 
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """The map p -> W * p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.nn import PyroModule
+from pyro.nn import PyroModule, PyroParam
 
 
 def linear_synapse(
@@ -39,7 +39,7 @@ class BinaryLinear(PyroModule):
         self.out_features = out_features
         self.scale = 1.0 / math.sqrt(in_features)
         self.weight = torch.nn.Parameter(torch.randn(out_features, in_features))
-        self.bias = torch.nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.bias = PyroParam(torch.zeros(out_features)) if bias else None
 
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """The map p -> W p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""
