@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from pyro import poutine
@@ -30,10 +31,12 @@ def test_pooling_keeps_leading_dims():
     assert pooled.shape == (2, 3, 4, 3, 3) and pooled[1, 2, 3, 2, 2] == 1 and pooled.sum() == 1
 
 
-def _small_net_and_draws(samples: int):
+def _small_net_and_draws(samples: int, dense: tuple[int, ...] = ()):
     """A float64 conv network (so that convolutions summing in different orders cannot flip a spike
-    that sits on the threshold) and ``samples`` random +-1 draws of its weights."""
-    net = BinaryPrior().apply_(ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2)).double()
+    that sits on the threshold), with ``dense`` layers after its convolutions, and ``samples``
+    random +-1 draws of its weights."""
+    net = ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2, dense=dense)
+    net = BinaryPrior().apply_(net).double()
     draws = {
         f"layers.{i}.weight": torch.sign(torch.randn(samples, *layer.weight_prior.shape, dtype=torch.float64))
         for i, layer in enumerate(net.layers)
@@ -41,24 +44,33 @@ def _small_net_and_draws(samples: int):
     return net, draws
 
 
-def test_conv_network_batched_draws_equal_separate_passes():
+@pytest.mark.parametrize("dense", [(), (5,)])
+def test_conv_network_batched_draws_equal_separate_passes(dense):
     torch.manual_seed(1)
-    net, draws = _small_net_and_draws(4)
+    net, draws = _small_net_and_draws(4, dense)
     x = torch.bernoulli(torch.full((3, 6, 2, 8, 8), 0.2, dtype=torch.float64))
     batched = poutine.condition(net, data=draws)(x).readouts
-    assert batched.shape == (4, 3, 2, 6, 3)
+    assert batched.shape == (4, 3, 2 + len(dense), 6, 3)
     for k in range(4):
         single = poutine.condition(net, data={n: v[k] for n, v in draws.items()})(x).readouts
         torch.testing.assert_close(batched[k], single)
 
 
 def test_bad_conv_configuration():
-    import pytest
-
     with pytest.raises(ValueError, match="odd"):
         BinaryConv2d(2, 3, 4)
     with pytest.raises(ValueError, match="too small"):
         ConvSpikingNet((2, 2, 2), channels=(4, 4), pool=2)
+    with pytest.raises(ValueError, match="one per convolution"):
+        ConvSpikingNet((2, 8, 8), channels=(4, 4), pool=(2,))
+
+
+def test_per_layer_pooling_and_dense_layers_shape_the_network():
+    net = ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=(2, 1), dense=(7, 5))
+    assert net.output_shapes == [(4, 4, 4), (6, 4, 4), (7,), (5,)]
+    assert [layer.weight.shape for layer in net.layers[2:]] == [(7, 96), (5, 7)]
+    out = net(torch.bernoulli(torch.full((3, 4, 2, 8, 8), 0.3)))
+    assert out.readouts.shape == (3, 4, 4, 3) and out.spike_counts.shape == (4,)
 
 
 def test_conv_model_trains_on_the_offline_digits(tmp_path):
@@ -70,9 +82,11 @@ def test_conv_model_trains_on_the_offline_digits(tmp_path):
     assert scores["n"] == 359 and scores["accuracy"] > 0.15  # ten classes: chance is 0.1
 
 
-def test_conv_time_loops_agree():
+@pytest.mark.parametrize("dense", [(), (5,)])
+def test_conv_time_loops_agree(dense):
+    """Also with a dense layer reading the last feature map (flattened inside its synapse)."""
     torch.manual_seed(2)
-    net, draws = _small_net_and_draws(2)
+    net, draws = _small_net_and_draws(2, dense)
     x = torch.bernoulli(torch.full((3, 10, 2, 8, 8), 0.3, dtype=torch.float64))
     outputs = []
     for loop, grad in (("steps", True), ("steps", False), ("layers", True)):

@@ -114,13 +114,25 @@ class DecolleNetwork(PyroModule):
             )
         if self.flatten_input:
             x = x.flatten(2)
-        synapses = [layer.synapse(weight, layer.bias) for layer, weight in zip(self.layers, weights)]
+        synapses = [
+            _flattening(layer.synapse(weight, layer.bias), dims) if dims > 1 else layer.synapse(weight, layer.bias)
+            for layer, weight, dims in zip(self.layers, weights, self._merged_input_dims(x))
+        ]
         loop = self.time_loop
         if loop == "auto":
             whole_layers = self.local_learning and torch.is_grad_enabled() and x.shape[1] > 1
             loop = "layers" if whole_layers else "steps"
         run = self._run_layers if loop == "layers" else self._run_steps
         return run(x, synapses, list(state) if state is not None else [None] * len(synapses))
+
+    def _input_dims(self, x: torch.Tensor) -> list[int]:
+        """Feature dimensions of each layer's input (the flattened frame, then each layer's output)."""
+        return [x.dim() - 2] + [len(shape) for shape in self.output_shapes[:-1]]
+
+    def _merged_input_dims(self, x: torch.Tensor) -> list[int]:
+        """Per layer, how many trailing input dims its synapse must merge into one (1: none); a dense
+        layer after a convolution reads the (C, H, W) spikes as one vector."""
+        return [dims if isinstance(layer, BinaryLinear) else 1 for layer, dims in zip(self.layers, self._input_dims(x))]
 
     def _readout(self, index: int, outputs: torch.Tensor) -> torch.Tensor:
         features = len(self.output_shapes[index])
@@ -159,11 +171,11 @@ class DecolleNetwork(PyroModule):
     def _run_layers(self, x: torch.Tensor, synapses: list, states: list) -> SNNOutput:
         inputs = x.detach().transpose(0, 1)  # time first: (T, *S, B, *features) throughout
         readouts, counts = [], []
-        for index, synapse in enumerate(synapses):
+        for index, (synapse, in_features) in enumerate(zip(synapses, self._input_dims(x))):
             features = len(self.output_shapes[index])
             state = states[index] if states[index] is not None else lif_initial_state(inputs[0])
             traces, p, q = input_traces(inputs, state.p, state.q, self.neuron)
-            drive = _over_time(synapse, traces, features)
+            drive = _over_time(synapse, traces, in_features, features)
             refractory = refractory_trace(drive, state.r, state.s, self.neuron)
             potential = drive - refractory
             spikes = self.spike(potential - self.neuron.threshold if self.neuron.threshold else potential)
@@ -175,15 +187,20 @@ class DecolleNetwork(PyroModule):
         return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
 
 
-def _over_time(synapse, traces: torch.Tensor, features: int) -> torch.Tensor:
-    """``synapse`` applied to every step of time-first ``traces`` (T, *S, B, *features) as one call
-    on (*S, T * B, *features); returns the drive time first."""
+def _over_time(synapse, traces: torch.Tensor, in_features: int, out_features: int) -> torch.Tensor:
+    """``synapse`` applied to every step of time-first ``traces`` (T, *S, B, *in) as one call on
+    (*S, T * B, *in); returns the drive time first, (T, *S, B, *out)."""
     steps = traces.shape[0]
-    merged = traces.movedim(0, -features - 2)
-    batch = merged.shape[-features - 1]
-    drive = synapse(merged.reshape(*merged.shape[: -features - 2], steps * batch, *merged.shape[-features:]))
-    drive = drive.reshape(*drive.shape[: -features - 1], steps, batch, *drive.shape[-features:])
-    return drive.movedim(-features - 2, 0)
+    merged = traces.movedim(0, -in_features - 2)
+    batch = merged.shape[-in_features - 1]
+    drive = synapse(merged.reshape(*merged.shape[: -in_features - 2], steps * batch, *merged.shape[-in_features:]))
+    drive = drive.reshape(*drive.shape[: -out_features - 1], steps, batch, *drive.shape[-out_features:])
+    return drive.movedim(-out_features - 2, 0)
+
+
+def _flattening(synapse, dims: int):
+    """``synapse`` on inputs whose last ``dims`` dimensions are merged into one feature vector."""
+    return lambda inputs: synapse(inputs.flatten(-dims))
 
 
 def _stack_counts(counts: list) -> torch.Tensor:
@@ -231,10 +248,13 @@ class SpikingMLP(DecolleNetwork):
 
 
 class ConvSpikingNet(DecolleNetwork):
-    """Convolutional layers ("same" padding, then max pooling): spikes (B, T, C, H, W) -> readouts.
+    """Convolutional layers ("same" padding, then max pooling), then optional dense layers ``dense``
+    reading the last feature map as one vector: spikes (B, T, C, H, W) -> readouts.  Every layer has
+    its own readout and local loss.
 
     Presets: :data:`CONV_PRESETS` ``small`` (16, 32 channels, 3x3, no pooling: the 12x12 offline
-    digits set on a CPU) and ``paper`` (64, 128, 128 channels, 7x7, pool 2, close to the BiSNN/DECOLLE networks).
+    digits set on a CPU) and ``paper`` (64, 128, 128 channels, 7x7, pool 2, close to the BiSNN/DECOLLE
+    networks; the BiSNN code pools per layer 2, 1, 2: ``pool=(2, 1, 2)``).
     """
 
     def __init__(
@@ -244,7 +264,8 @@ class ConvSpikingNet(DecolleNetwork):
         num_classes: int = 10,
         *,
         kernel_size: int = 3,
-        pool: int = 2,
+        pool: int | Sequence[int] = 2,
+        dense: Sequence[int] = (),
         neuron: LIFParameters = LIFParameters(),
         spike: str | SpikeFunction = "boxcar",
         local_learning: bool = True,
@@ -257,20 +278,28 @@ class ConvSpikingNet(DecolleNetwork):
             raise ValueError(f"input_shape must be (channels, height, width), got {tuple(input_shape)}")
         if not channels:
             raise ValueError("channels must list at least one layer")
+        pools = [pool] * len(channels) if isinstance(pool, int) else list(pool)
+        if len(pools) != len(channels) or min(pools) < 1:
+            raise ValueError(f"pool must be one size >= 1 or one per convolution ({len(channels)}), got {pool}")
         in_channels, height, width = input_shape
         layers, shapes = [], []
-        for out_channels in channels:
+        for out_channels, size in zip(channels, pools):
             layers.append(BinaryConv2d(in_channels, out_channels, kernel_size, bias=bias))
-            height, width = height // pool, width // pool
+            height, width = height // size, width // size
             if height < 1 or width < 1:
                 raise ValueError(f"input {tuple(input_shape)} is too small for {len(channels)} pooling layers")
             shapes.append((out_channels, height, width))
             in_channels = out_channels
+        in_features = math.prod(shapes[-1])
+        for width in dense:
+            layers.append(BinaryLinear(in_features, width, bias=bias))
+            shapes.append((width,))
+            in_features = width
         super().__init__(
             input_shape,
             layers,
             shapes,
-            [pool] * len(channels),
+            pools + [1] * len(dense),
             num_classes,
             neuron=neuron,
             spike=spike,
