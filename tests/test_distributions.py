@@ -119,6 +119,12 @@ def test_fused_relaxed_draw_and_kl_match_their_formulas_and_finite_differences()
     reference = torch.tanh((lam + 0.5 * (torch.log(u) - torch.log1p(-u))) / 0.7)
     torch.testing.assert_close(_RelaxedSign.apply(lam, u, 0.7), reference)
     assert torch.autograd.gradcheck(lambda x: _RelaxedSign.apply(x, u, 0.7), (lam,))
+    # float32, at the extremes of u and of lam (the sigmoid form must not lose the sign or the range)
+    finfo = torch.finfo(torch.float32)
+    u32 = torch.tensor([finfo.tiny, 1e-6, 0.3, 0.5, 0.9, 1.0 - finfo.eps]).repeat_interleave(6)
+    lam32 = torch.tensor([-20.0, -10.0, -0.1, 0.0, 3.0, 20.0]).repeat(6)
+    exact = torch.tanh((lam32.double() + 0.5 * torch.logit(u32.double())) / 0.5)
+    torch.testing.assert_close(_RelaxedSign.apply(lam32, u32, 0.5).double(), exact, rtol=0, atol=3e-7)
 
     prior = torch.randn(1, 4, dtype=torch.float64, requires_grad=True)  # broadcast against lam
     formula = torch.tanh(lam) * (lam - prior) - log_two_cosh(lam) + log_two_cosh(prior)
