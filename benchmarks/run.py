@@ -67,7 +67,44 @@ def epoch_times(args, device) -> dict[str, float]:
     if not args.quick:
         svi = Trainer(bsnn, trainer.optim, trainer.loss, train.x, train.y, schedule="online", engine="svi")
         result["epoch_s_online_svi"] = timed(svi.run_epoch, device)
+    result.update(epoch_floors(args, train, bsnn, trainer.batch_size, device))
     return result
+
+
+def epoch_floors(args, train, bsnn, batch_size: int, device) -> dict[str, float]:
+    """What any implementation of an epoch must at least do, timed alone at the same shapes: the
+    synaptic matrix products of a sequence epoch (each layer's drive over all T * B sample-steps and
+    its weight gradient), and the weight draws of an online epoch (one relaxed draw of every weight
+    per optimiser step; the uniform numbers alone, then the guide's draw without gradients)."""
+    batches, steps = math.ceil(len(train.y) / batch_size), train.x.shape[1]
+    shapes = [layer.weight_prior.shape for layer in bsnn.net.layers]
+    traces = [torch.rand(steps * batch_size, w[1], device=device) for w in shapes]
+    grads = [torch.rand(steps * batch_size, w[0], device=device) for w in shapes]
+    weights = [torch.rand(w, device=device) for w in shapes]
+
+    def sequence_products():
+        for _ in range(batches):
+            for p, g, w in zip(traces, grads, weights):
+                torch.matmul(p, w.t()), torch.matmul(g.t(), p)
+
+    online_steps = batches * (steps - bsnn.likelihood.burn_in)
+    count = sum(math.prod(w) for w in shapes)
+    repeats = 2 if args.quick else 3
+
+    def uniforms():
+        for _ in range(online_steps):
+            torch.rand(count, device=device)
+
+    def relaxed_draws():
+        with torch.no_grad():
+            for _ in range(online_steps):
+                [q.rsample() for q in bsnn.guide.distributions().values()]
+
+    return {
+        "sequence_matmuls_s": median_time(sequence_products, repeats, device),
+        "online_uniforms_s": median_time(uniforms, repeats, device),
+        "online_relaxed_draws_s": median_time(relaxed_draws, repeats, device),
+    }
 
 
 def plain_torch_step(bsnn, lams: dict, prior: dict, x, y, lr: float, temperature: float, kl_weight: float) -> float:
@@ -276,7 +313,10 @@ def compile_check(args, device) -> dict[str, float]:
 
 ROWS = [
     ("epoch_s_sequence", "sequence epoch (s)"),
+    ("sequence_matmuls_s", "  its synaptic products alone (s)"),
     ("epoch_s_online", "online epoch (s)"),
+    ("online_uniforms_s", "  its weight draws' uniforms alone (s)"),
+    ("online_relaxed_draws_s", "  its relaxed weight draws alone (s)"),
     ("epoch_s_online_svi", "online epoch through SVI (s)"),
     ("pyro_over_torch", "Pyro SVI / plain PyTorch, sequence epoch"),
     ("ensemble10_s", "K=10 ensemble, 1,000 points (s)"),
