@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.conv_preset,
         help="conv layers: small (16, 32 ch, 3x3, no pooling) or paper (64, 128, 128 ch, 7x7, pool 2)",
     )
+    train.add_argument(
+        "--dense", type=int, nargs="+", default=[], help="conv model: dense layer widths after the convolutions"
+    )
     train.add_argument("--data-dir", default=None, help="folder holding the recorded data sets")
     train.add_argument("--steps", type=int, default=None, help="time steps T (default: the data set's)")
     train.add_argument(
@@ -114,6 +117,7 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         hidden=list(args.hidden),
         model=args.model,
         conv_preset=args.conv_preset,
+        dense=list(args.dense),
         data_dir=args.data_dir,
         steps=args.steps,
         burn_in=args.burn_in,

@@ -59,6 +59,7 @@ class ExperimentConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     model: str = "mlp"
     conv_preset: str = "small"
+    dense: list[int] = field(default_factory=list)  # conv model: dense layers after the convolutions
     steps: int | None = None  # None: the data set's default (two moons: 100)
     burn_in: int | None = None  # None: the data set's default (two moons: 10)
     step_ms: float | None = None  # event sets: time per step; None: the data set's default
@@ -93,6 +94,11 @@ class ExperimentConfig:
             (
                 self.conv_preset in CONV_PRESETS,
                 f"unknown conv preset {self.conv_preset!r}; expected {sorted(CONV_PRESETS)}",
+            ),
+            (not self.dense or min(self.dense) >= 1, f"dense widths must be >= 1, got {self.dense}"),
+            (
+                not self.dense or self.model == "conv",
+                "--dense adds layers after the convolutions of --model conv; an mlp takes --hidden",
             ),
             (self.steps >= 1, f"number of time steps must be >= 1, got {self.steps}"),
             (min(self.tau_mem, self.tau_syn, self.tau_ref) > 0, "time constants must be > 0"),
@@ -184,7 +190,8 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
     if config.model == "conv":
         if len(frame_shape) != 3:
             raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
-        return ConvSpikingNet(frame_shape, num_classes=classes, **CONV_PRESETS[config.conv_preset], **common)
+        preset = CONV_PRESETS[config.conv_preset]
+        return ConvSpikingNet(frame_shape, num_classes=classes, dense=config.dense, **preset, **common)
     return SpikingMLP(frame_shape, config.hidden, classes, **common)
 
 

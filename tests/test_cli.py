@@ -64,6 +64,8 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--engine", "direct", "--rule", "fp"], "use --engine svi"),
         (["train", "--engine", "direct", "--particles", "2"], "use --engine svi"),
         (["train", "--device", "tpu"], "unknown device"),
+        (["train", "--dense", "64"], "an mlp takes --hidden"),
+        (["train", "--model", "conv", "--dataset", "digits-dvs", "--dense", "0"], "dense widths must be >= 1"),
     ],
 )
 def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):

@@ -97,3 +97,12 @@ def test_conv_time_loops_agree(dense):
     for out in outputs[1:]:
         assert torch.equal(out.spike_counts, outputs[0].spike_counts)
         torch.testing.assert_close(out.readouts, outputs[0].readouts, rtol=0, atol=1e-12)
+
+
+def test_config_dense_layers_reach_the_network():
+    from bisnn_pyro.experiment import build_network
+
+    config = ExperimentConfig(dataset="digits-dvs", model="conv", dense=[16]).validate()
+    net = build_network(config, (2, 12, 12))
+    assert net.output_shapes[-1] == (16,) and net.layers[-1].weight.shape == (16, 32 * 12 * 12)
+    assert ExperimentConfig.from_dict(config.to_dict()).dense == [16]
