@@ -57,9 +57,9 @@ class NaturalGradientSign(torch.optim.Optimizer):
                 if lam.grad is None:
                     continue
                 grad = torch.nan_to_num(lam.grad, nan=0.0, posinf=0.0, neginf=0.0)
-                if group["precondition"]:
-                    fisher = (1.0 - torch.tanh(lam) ** 2).clamp_min(group["min_fisher"])
-                    grad = grad / fisher
+                if group["precondition"]:  # in place on fresh tensors: this runs at every online step
+                    fisher = torch.tanh(lam).square_().neg_().add_(1.0).clamp_min_(group["min_fisher"])
+                    grad.div_(fisher)
                 if group["momentum"] > 0:
                     state = self.state[lam]
                     if "momentum_buffer" not in state:
