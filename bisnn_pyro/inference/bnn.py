@@ -63,7 +63,7 @@ class BayesianSNN(torch.nn.Module):
         ``state`` continues a sequence; ``carry['state']`` receives the state after the last step.
         ``kl_scale`` divides the KL among the steps of an online sequence.
         """
-        with poutine.scale(scale=self.kl_weight * kl_scale):
+        with self._weight_sites(kl_scale):
             out = self.net(x, state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
@@ -82,8 +82,14 @@ class BayesianSNN(torch.nn.Module):
 
     def guide_fn(self, *args, kl_scale: float = 1.0, **kwargs):
         """The guide, under the same KL scaling as the model's weight sites."""
-        with poutine.scale(scale=self.kl_weight * kl_scale):
+        with self._weight_sites(kl_scale):
             return self.guide(*args, **kwargs)
+
+    def _weight_sites(self, kl_scale: float):
+        """The KL weight on the weight sites: a scale, or for beta = 0 a mask (Pyro's scale must be
+        positive), so that the ELBO keeps only the likelihood."""
+        scale = self.kl_weight * kl_scale
+        return poutine.scale(scale=scale) if scale > 0 else poutine.mask(mask=False)
 
     def setup(self, example_x: torch.Tensor) -> "BayesianSNN":
         """Create the guide's parameters from one example input (B, T, features)."""
