@@ -9,7 +9,7 @@ import time
 from typing import Sequence
 
 from .data.registry import SPECS
-from .experiment import DATASETS, MODELS, ConfigError, ExperimentConfig, create_run, open_run
+from .experiment import DATASETS, LEARNING, MODELS, ConfigError, ExperimentConfig, create_run, open_run
 from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--dense", type=int, nargs="+", default=[], help="conv model: dense layer widths after the convolutions"
+    )
+    train.add_argument(
+        "--learning",
+        choices=LEARNING,
+        default=defaults.learning,
+        help="local: each layer from its own readout (DECOLLE); end-to-end: gradients through layers and "
+        "time, from every readout; end-to-end-output: from the last readout only",
     )
     train.add_argument("--data-dir", default=None, help="folder holding the recorded data sets")
     train.add_argument("--steps", type=int, default=None, help="time steps T (default: the data set's)")
@@ -118,6 +125,7 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         model=args.model,
         conv_preset=args.conv_preset,
         dense=list(args.dense),
+        learning=args.learning,
         data_dir=args.data_dir,
         steps=args.steps,
         burn_in=args.burn_in,

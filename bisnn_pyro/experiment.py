@@ -30,6 +30,7 @@ from .inference.training import ENGINES, SCHEDULES
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, ReadoutCategorical, SpikingMLP
 
 MODELS = ("mlp", "conv")
+LEARNING = ("local", "end-to-end", "end-to-end-output")  # gradients within each layer, or through all
 DIRECT_RULES = ("bayes", "bayes-adam", "ste")  # reparameterised guides with distributions()
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
 
@@ -60,6 +61,7 @@ class ExperimentConfig:
     model: str = "mlp"
     conv_preset: str = "small"
     dense: list[int] = field(default_factory=list)  # conv model: dense layers after the convolutions
+    learning: str = "local"  # local (DECOLLE), end-to-end (all readouts), end-to-end-output (last readout)
     steps: int | None = None  # None: the data set's default (two moons: 100)
     burn_in: int | None = None  # None: the data set's default (two moons: 10)
     step_ms: float | None = None  # event sets: time per step; None: the data set's default
@@ -100,6 +102,7 @@ class ExperimentConfig:
                 not self.dense or self.model == "conv",
                 "--dense adds layers after the convolutions of --model conv; an mlp takes --hidden",
             ),
+            (self.learning in LEARNING, f"unknown learning {self.learning!r}; expected one of {', '.join(LEARNING)}"),
             (self.steps >= 1, f"number of time steps must be >= 1, got {self.steps}"),
             (min(self.tau_mem, self.tau_syn, self.tau_ref) > 0, "time constants must be > 0"),
             (self.step_ms is None or self.step_ms > 0, f"time step must be > 0 ms, got {self.step_ms}"),
@@ -186,7 +189,13 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
     """The configured network for inputs of shape (T, *frame_shape)."""
     classes = SPECS[config.dataset].classes
     neuron = LIFParameters(config.tau_mem, config.tau_syn, config.tau_ref)
-    common = dict(neuron=neuron, spike=config.surrogate, readout_seed=config.seed, readout_gain=config.readout_gain)
+    common = dict(
+        neuron=neuron,
+        spike=config.surrogate,
+        readout_seed=config.seed,
+        readout_gain=config.readout_gain,
+        local_learning=config.learning == "local",
+    )
     if config.model == "conv":
         if len(frame_shape) != 3:
             raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
@@ -211,7 +220,8 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     )
     example, size = _example(train)
     net = build_network(config, tuple(example.shape[2:]))
-    likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in)
+    readouts = "last" if config.learning == "end-to-end-output" else "all"
+    likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in, readouts=readouts)
     bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
     bsnn.to(config.device)
     in_memory = isinstance(train, SpikeDataset)

@@ -14,8 +14,8 @@ from bisnn_pyro.inference.training import Trainer
 SMALL = {"hidden": [12, 10], "steps": 12, "burn_in": 3, "train_size": 16, "test_size": 4, "kl_weight": 0.3}
 
 
-def _model(rule):
-    config = ExperimentConfig(rule=rule, **SMALL)
+def _model(rule, learning="local", kl_weight=SMALL["kl_weight"]):
+    config = ExperimentConfig(rule=rule, learning=learning, **{**SMALL, "kl_weight": kl_weight})
     train, _ = load_data(config)
     bsnn, _ = build(config, train)
     return bsnn, make_rule(rule), train
@@ -29,9 +29,19 @@ def _loss_and_grads(bsnn, compute):
     return loss.detach(), {n: p.grad.clone() for n, p in bsnn.named_parameters()}
 
 
-@pytest.mark.parametrize("rule", ["bayes", "bayes-adam", "ste"])
-def test_direct_loss_and_gradients_equal_pyro_elbo(rule):
-    bsnn, made, train = _model(rule)
+@pytest.mark.parametrize(
+    "rule, learning, kl_weight",
+    [
+        ("bayes", "local", 0.3),
+        ("bayes-adam", "local", 0.3),
+        ("ste", "local", 0.3),
+        ("bayes", "end-to-end-output", 0.3),
+        ("bayes", "local", 0.0),  # beta = 0 masks the weight sites (Pyro's scale must be > 0)
+        ("ste", "local", 0.0),
+    ],
+)
+def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight):
+    bsnn, made, train = _model(rule, learning, kl_weight)
     x, y = train.x[:5], train.y[:5]
     direct = DirectELBO.for_loss(bsnn, made.loss)
     carry = {}
@@ -74,3 +84,26 @@ def test_direct_engine_refuses_what_it_cannot_evaluate():
         assert trainer.engine == "svi"  # auto falls back
     with pytest.raises(ValueError, match="engine"):
         Trainer(bsnn, made.optim, made.loss, train.x, train.y, engine="jit")
+
+
+def test_learning_modes_decide_which_readouts_reach_which_layers():
+    """With the KL switched off, the first layer's gradient comes from the readouts alone: its own
+    under local learning, the last layer's through the network under end-to-end-output, and none
+    when only the last readout counts but learning is local."""
+    from bisnn_pyro.models import ReadoutCategorical
+
+    def first_layer_grad(learning, readouts=None):
+        config = ExperimentConfig(rule="bayes", learning=learning, **{**SMALL, "kl_weight": 0.0})
+        train, _ = load_data(config)
+        bsnn, _ = build(config, train)
+        if readouts:
+            bsnn.likelihood = ReadoutCategorical(16, burn_in=3, readouts=readouts)
+        pyro.set_rng_seed(3)
+        DirectELBO(bsnn).loss(train.x[:6], train.y[:6]).backward()
+        return bsnn.guide.param("layers.0.weight").grad.abs().sum().item()
+
+    assert first_layer_grad("local") > 0
+    assert first_layer_grad("end-to-end-output") > 0
+    assert first_layer_grad("local", readouts="last") == 0
+    with pytest.raises(ValueError, match="readouts must be one of"):
+        ReadoutCategorical(16, readouts="first")

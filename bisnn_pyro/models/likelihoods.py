@@ -8,20 +8,27 @@ from pyro.distributions import Categorical
 
 
 class ReadoutCategorical:
-    """Categorical likelihood on every readout at every step after ``burn_in``.
+    """Categorical likelihood on the readouts at every step after ``burn_in``: every layer's
+    (``readouts="all"``, DECOLLE's local losses) or only the last layer's (``"last"``, for
+    end-to-end learning with one output).
 
     The data plate has size ``num_data`` so a minibatch of B sequences is scaled by N/B.  Readouts
     are (*S, B, layers, T, classes) covering the steps t0 .. t0 + T - 1 of the sequence.
     Predictions use the last layer's readout averaged over the steps after burn-in.
     """
 
-    def __init__(self, num_data: int, burn_in: int = 10):
+    READOUTS = ("all", "last")
+
+    def __init__(self, num_data: int, burn_in: int = 10, readouts: str = "all"):
         if num_data < 1:
             raise ValueError(f"num_data must be >= 1, got {num_data}")
         if burn_in < 0:
             raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+        if readouts not in self.READOUTS:
+            raise ValueError(f"readouts must be one of {self.READOUTS}, got {readouts!r}")
         self.num_data = num_data
         self.burn_in = burn_in
+        self.readouts = readouts
 
     def _after_burn_in(self, readouts: torch.Tensor, t0: int) -> torch.Tensor:
         return readouts[..., max(self.burn_in - t0, 0) :, :]
@@ -29,6 +36,8 @@ class ReadoutCategorical:
     def _site(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int):
         """(distribution, observation, batch size) of the data site, or None when every step is burn-in."""
         logits = self._after_burn_in(readouts, t0)
+        if self.readouts == "last":
+            logits = logits[..., -1:, :, :]
         if logits.shape[-2] == 0:
             return None
         batch, layers, steps = logits.shape[-4:-1]
