@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--dense", type=int, nargs="+", default=[], help="conv model: dense layer widths after the convolutions"
     )
+    train.add_argument("--kernel-size", type=int, default=None, help="conv model: odd kernel size (default: preset's)")
     train.add_argument(
         "--learning",
         choices=LEARNING,
@@ -125,6 +126,7 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         model=args.model,
         conv_preset=args.conv_preset,
         dense=list(args.dense),
+        kernel_size=args.kernel_size,
         learning=args.learning,
         data_dir=args.data_dir,
         steps=args.steps,

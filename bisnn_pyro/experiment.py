@@ -61,6 +61,7 @@ class ExperimentConfig:
     model: str = "mlp"
     conv_preset: str = "small"
     dense: list[int] = field(default_factory=list)  # conv model: dense layers after the convolutions
+    kernel_size: int | None = None  # conv model: odd kernel size; None: the preset's
     learning: str = "local"  # local (DECOLLE), end-to-end (all readouts), end-to-end-output (last readout)
     steps: int | None = None  # None: the data set's default (two moons: 100)
     burn_in: int | None = None  # None: the data set's default (two moons: 10)
@@ -99,8 +100,12 @@ class ExperimentConfig:
             ),
             (not self.dense or min(self.dense) >= 1, f"dense widths must be >= 1, got {self.dense}"),
             (
-                not self.dense or self.model == "conv",
-                "--dense adds layers after the convolutions of --model conv; an mlp takes --hidden",
+                self.kernel_size is None or (self.kernel_size >= 1 and self.kernel_size % 2 == 1),
+                f"kernel size must be odd and >= 1 ('same' padding), got {self.kernel_size}",
+            ),
+            (
+                (not self.dense and self.kernel_size is None) or self.model == "conv",
+                "--dense and --kernel-size shape --model conv; an mlp takes --hidden",
             ),
             (self.learning in LEARNING, f"unknown learning {self.learning!r}; expected one of {', '.join(LEARNING)}"),
             (self.steps >= 1, f"number of time steps must be >= 1, got {self.steps}"),
@@ -199,7 +204,9 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
     if config.model == "conv":
         if len(frame_shape) != 3:
             raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
-        preset = CONV_PRESETS[config.conv_preset]
+        preset = dict(CONV_PRESETS[config.conv_preset])
+        if config.kernel_size is not None:
+            preset["kernel_size"] = config.kernel_size
         return ConvSpikingNet(frame_shape, num_classes=classes, dense=config.dense, **preset, **common)
     return SpikingMLP(frame_shape, config.hidden, classes, **common)
 

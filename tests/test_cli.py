@@ -65,6 +65,8 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--engine", "direct", "--particles", "2"], "use --engine svi"),
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--dense", "64"], "an mlp takes --hidden"),
+        (["train", "--kernel-size", "5"], "an mlp takes --hidden"),
+        (["train", "--model", "conv", "--dataset", "digits-dvs", "--kernel-size", "4"], "kernel size must be odd"),
         (["train", "--model", "conv", "--dataset", "digits-dvs", "--dense", "0"], "dense widths must be >= 1"),
     ],
 )

@@ -99,10 +99,11 @@ def test_conv_time_loops_agree(dense):
         torch.testing.assert_close(out.readouts, outputs[0].readouts, rtol=0, atol=1e-12)
 
 
-def test_config_dense_layers_reach_the_network():
+def test_config_dense_layers_and_kernel_size_reach_the_network():
     from bisnn_pyro.experiment import build_network
 
-    config = ExperimentConfig(dataset="digits-dvs", model="conv", dense=[16]).validate()
+    config = ExperimentConfig(dataset="digits-dvs", model="conv", dense=[16], kernel_size=5).validate()
     net = build_network(config, (2, 12, 12))
     assert net.output_shapes[-1] == (16,) and net.layers[-1].weight.shape == (16, 32 * 12 * 12)
+    assert net.layers[0].weight.shape == (16, 2, 5, 5)
     assert ExperimentConfig.from_dict(config.to_dict()).dense == [16]
