@@ -25,6 +25,20 @@ def test_training_and_prediction_on_the_device(tmp_path, schedule):
     assert reopened.evaluate("map")["accuracy"] == pytest.approx(run.evaluate("map")["accuracy"], abs=0.02)
 
 
+def test_resume_on_the_device_continues_exactly(tmp_path):
+    """Two epochs straight equal one epoch, a reopened run and one more (on a GPU the weight draws
+    come from its generator, whose state the checkpoint keeps)."""
+    config = {**SMALL, "device": DEVICE}
+    straight = create_run(ExperimentConfig(**config), tmp_path / "straight")
+    straight.fit(progress=False)
+    half = create_run(ExperimentConfig(**{**config, "epochs": 1}), tmp_path / "half")
+    half.fit(progress=False)
+    resumed = open_run(tmp_path / "half", device=DEVICE)
+    resumed.fit(2, progress=False)
+    for (name, a), (_, b) in zip(straight.bsnn.state_dict().items(), resumed.bsnn.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
 def test_unusable_devices_are_one_line_errors():
     with pytest.raises(ConfigError, match="unknown device"):
         ExperimentConfig(device="gpu0").validate()

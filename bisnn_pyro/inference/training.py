@@ -161,20 +161,28 @@ class Trainer:
         self.epoch += 1
         return {"epoch": self.epoch, "loss": total / batches, "seconds": time.perf_counter() - start}
 
+    def _on_cuda(self) -> bool:
+        return self.device is not None and self.device.type == "cuda"
+
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "epoch": self.epoch,
             "model": self.bsnn.state_dict(),
             "optimizer": optimizer_state(self.optim, self.bsnn),
             "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(),
         }
+        if self._on_cuda():  # weight draws on a GPU come from its own generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.bsnn.load_state_dict(state["model"])
         load_optimizer_state(self.optim, self.bsnn, state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self._on_cuda():  # a GPU run reopened on a CPU goes on without it
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch = int(state["epoch"])
 
     def resume(self, checkpoint_path: str | Path) -> None:
