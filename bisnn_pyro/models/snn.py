@@ -114,10 +114,10 @@ class DecolleNetwork(PyroModule):
             )
         if self.flatten_input:
             x = x.flatten(2)
-        synapses = [
-            _flattening(layer.synapse(weight, layer.bias), dims) if dims > 1 else layer.synapse(weight, layer.bias)
-            for layer, weight, dims in zip(self.layers, weights, self._merged_input_dims(x))
-        ]
+        synapses = []
+        for layer, weight, dims in zip(self.layers, weights, self._merged_input_dims(x)):
+            synapse = layer.synapse(weight, layer.bias)
+            synapses.append(_flattening(synapse, dims) if dims > 1 else synapse)
         loop = self.time_loop
         if loop == "auto":
             whole_layers = self.local_learning and torch.is_grad_enabled() and x.shape[1] > 1
@@ -291,10 +291,10 @@ class ConvSpikingNet(DecolleNetwork):
             shapes.append((out_channels, height, width))
             in_channels = out_channels
         in_features = math.prod(shapes[-1])
-        for width in dense:
-            layers.append(BinaryLinear(in_features, width, bias=bias))
-            shapes.append((width,))
-            in_features = width
+        for units in dense:
+            layers.append(BinaryLinear(in_features, units, bias=bias))
+            shapes.append((units,))
+            in_features = units
         super().__init__(
             input_shape,
             layers,
