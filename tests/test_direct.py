@@ -107,3 +107,24 @@ def test_learning_modes_decide_which_readouts_reach_which_layers():
     assert first_layer_grad("local", readouts="last") == 0
     with pytest.raises(ValueError, match="readouts must be one of"):
         ReadoutCategorical(16, readouts="first")
+
+
+@pytest.mark.parametrize("readouts", ["all", "last"])
+def test_log_likelihood_equals_the_categorical_site(readouts):
+    """The written-out log-likelihood against Pyro's Categorical, with a leading sample dimension,
+    int32 labels and a call that starts inside the burn-in."""
+    from pyro.distributions import Categorical
+
+    from bisnn_pyro.models import ReadoutCategorical
+
+    torch.manual_seed(0)
+    likelihood = ReadoutCategorical(num_data=50, burn_in=4, readouts=readouts)
+    logits = torch.randn(3, 5, 2, 7, 4)  # draws, batch, layers, steps, classes
+    y = torch.randint(0, 4, (5,), dtype=torch.int32)
+    for t0 in (0, 2, 6):
+        kept = logits[..., max(4 - t0, 0) :, :]
+        kept = kept[..., -1:, :, :] if readouts == "last" else kept
+        obs = y.long().reshape(5, 1, 1).expand(*kept.shape[-4:-1])
+        expected = Categorical(logits=kept).to_event(2).log_prob(obs).sum() * 50 / 5
+        torch.testing.assert_close(likelihood.log_likelihood(logits, y, t0), expected)
+    assert likelihood.log_likelihood(logits[..., :3, :], y, 0) == 0  # every step is burn-in

@@ -33,12 +33,17 @@ class ReadoutCategorical:
     def _after_burn_in(self, readouts: torch.Tensor, t0: int) -> torch.Tensor:
         return readouts[..., max(self.burn_in - t0, 0) :, :]
 
-    def _site(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int):
-        """(distribution, observation, batch size) of the data site, or None when every step is burn-in."""
+    def _scored(self, readouts: torch.Tensor, t0: int) -> torch.Tensor | None:
+        """The logits the likelihood scores (*S, B, layers, T', classes), or None when every step is burn-in."""
         logits = self._after_burn_in(readouts, t0)
         if self.readouts == "last":
             logits = logits[..., -1:, :, :]
-        if logits.shape[-2] == 0:
+        return None if logits.shape[-2] == 0 else logits
+
+    def _site(self, readouts: torch.Tensor, y: torch.Tensor | None, t0: int):
+        """(distribution, observation, batch size) of the data site, or None when every step is burn-in."""
+        logits = self._scored(readouts, t0)
+        if logits is None:
             return None
         batch, layers, steps = logits.shape[-4:-1]
         obs = None if y is None else y.reshape(batch, 1, 1).expand(batch, layers, steps)
@@ -56,12 +61,15 @@ class ReadoutCategorical:
             pyro.sample("obs", distribution, obs=obs)
 
     def log_likelihood(self, readouts: torch.Tensor, y: torch.Tensor, t0: int = 0) -> torch.Tensor:
-        """The data site's log-probability, summed and scaled by N/B as the plate scales it."""
-        site = self._site(readouts, y, t0)
-        if site is None:
+        """The data site's log-probability, summed and scaled by N/B as the plate scales it (the
+        categorical log-probability written out: building the distribution costs more than the
+        arithmetic at every online step)."""
+        logits = self._scored(readouts, t0)
+        if logits is None:
             return readouts.new_zeros(())
-        distribution, obs, batch = site
-        return distribution.log_prob(obs).sum() * (self.num_data / batch)
+        batch = logits.shape[-4]
+        labels = y.long().reshape(batch, 1, 1, 1).expand(*logits.shape[:-1], 1)
+        return torch.log_softmax(logits, -1).gather(-1, labels).sum() * (self.num_data / batch)
 
     def logits(self, readouts: torch.Tensor) -> torch.Tensor:
         """Time-averaged last-layer logits (*S, B, classes)."""
