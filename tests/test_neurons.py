@@ -47,6 +47,21 @@ def test_surrogate_derivatives():
     assert surrogate("boxcar")(torch.tensor([0.1, -0.1])).tolist() == [1.0, 0.0]
 
 
+def test_spike_backward_scales_the_incoming_gradient_and_leaves_the_potential_alone():
+    for spike in (boxcar(0.5), sigmoid(4.0), fast_sigmoid(10.0)):
+        u = torch.linspace(-1, 1, 41, dtype=torch.float64, requires_grad=True)
+        spikes = spike(u)
+        assert spikes.dtype == torch.float64 and torch.equal(spikes, (u.detach() > 0).double())
+        spikes.sum().backward(retain_graph=True)
+        derivative, u.grad = u.grad.clone(), None
+        weights = torch.linspace(0.5, 2.0, 41, dtype=torch.float64)
+        (spikes * weights).sum().backward(retain_graph=True)
+        torch.testing.assert_close(u.grad, derivative * weights, rtol=0, atol=1e-15)
+        u.grad = None
+        (spikes * weights).sum().backward()  # the saved potential was not overwritten by the first backward
+        torch.testing.assert_close(u.grad, derivative * weights, rtol=0, atol=1e-15)
+
+
 def test_unknown_surrogate_is_a_clear_error():
     try:
         surrogate("tanh")

@@ -18,15 +18,17 @@ class _HeavisideWithSurrogate(torch.autograd.Function):
     def forward(ctx, u: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]):
         ctx.save_for_backward(u)
         ctx.derivative = derivative
-        return (u > 0).to(u.dtype)
+        return torch.gt(u, 0, out=torch.empty_like(u))  # straight into u's dtype: no bool tensor to convert
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (u,) = ctx.saved_tensors
-        return grad_output * ctx.derivative(u), None
+        return ctx.derivative(u).mul_(grad_output), None
 
 
 def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunction:
+    """A spike function whose backward multiplies by ``derivative(u)``, a fresh tensor it may overwrite."""
+
     def spike(u: torch.Tensor) -> torch.Tensor:
         return _HeavisideWithSurrogate.apply(u, derivative)
 
@@ -35,7 +37,7 @@ def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunc
 
 def boxcar(width: float = 0.5) -> SpikeFunction:
     """Derivative 1 on |u| < width, 0 elsewhere (the BiSNN paper's choice)."""
-    return _spike_with(lambda u: (u.abs() < width).to(u.dtype))
+    return _spike_with(lambda u: u.abs().lt_(width))  # in place on the fresh |u|: 1.0 inside, 0.0 outside
 
 
 def sigmoid(slope: float = 4.0) -> SpikeFunction:
