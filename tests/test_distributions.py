@@ -71,6 +71,21 @@ def test_sign_of_relaxed_sample_has_the_exact_law():
     assert ((frequency - p).abs() <= 5 * (p * (1 - p) / 40000).sqrt() + 1e-9).all()
 
 
+def test_learned_temperature_draws_the_same_sample_and_gets_a_gradient():
+    fixed = RelaxedSignBernoulli(LAMBDAS, temperature=0.7)
+    tau = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    learned = RelaxedSignBernoulli(LAMBDAS, temperature=tau)
+    torch.manual_seed(3)
+    expected = fixed.rsample((50,))
+    torch.manual_seed(3)
+    draws = learned.rsample((50,))
+    torch.testing.assert_close(draws, expected, rtol=0, atol=1e-12)
+    draws.sum().backward()
+    # dw/dtau = -(1 - w^2) * atanh(w) / tau for w = tanh(z / tau)
+    reference = (-(1 - expected**2) * torch.atanh(expected) / 0.7).sum()
+    torch.testing.assert_close(tau.grad, reference, rtol=1e-6, atol=1e-9)
+
+
 def test_zero_temperature_limit_gives_exact_signs():
     d = RelaxedSignBernoulli(LAMBDAS, temperature=1e-9)
     draws = d.rsample((5000,))

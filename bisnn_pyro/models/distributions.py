@@ -110,7 +110,7 @@ class RelaxedSignBernoulli(_SignBase):
         temperature: float | torch.Tensor,
         validate_args: bool | None = None,
     ):
-        if not float(torch.as_tensor(temperature).min()) > 0:
+        if not float(torch.as_tensor(temperature).detach().min()) > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
         super().__init__(natural, validate_args=validate_args)
@@ -131,8 +131,8 @@ class RelaxedSignBernoulli(_SignBase):
         u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)
         u = u.clamp_(finfo.tiny, 1.0 - finfo.eps)
         if torch.is_tensor(self.temperature) and self.temperature.requires_grad:
-            delta = 0.5 * (torch.log(u) - torch.log1p(-u))
-            return torch.tanh((self.natural + delta) / self.temperature)
+            # a learned temperature: the same arithmetic as _RelaxedSign, through autograd
+            return 2.0 * torch.sigmoid((2.0 * self.natural + torch.log(u / (1.0 - u))) / self.temperature) - 1.0
         return _RelaxedSign.apply(self.natural, u, self.temperature)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
