@@ -19,9 +19,9 @@ def conv_synapse(
 ) -> torch.Tensor:
     """scale * conv2d(inputs, weight) (+ bias) for one weight or a stack of weight draws."""
     if weight.dim() == 4:
-        lead = inputs.shape[:-3]
         out = F.conv2d(inputs.reshape(-1, *inputs.shape[-3:]), weight, padding=padding)
-        out = out.reshape(*lead, *out.shape[-3:])
+        if inputs.dim() != 4:  # no view when none is needed: the network changes the drive in place
+            out = out.reshape(*inputs.shape[:-3], *out.shape[-3:])
     else:
         weight = weight.reshape(-1, *weight.shape[-4:])
         samples, out_channels = weight.shape[:2]

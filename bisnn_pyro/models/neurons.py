@@ -10,8 +10,8 @@ carry a leading sample dimension, and the state broadcasts against it.
 
 When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
 learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
-one synaptic map over all steps, and :func:`refractory_trace` (the only sequential, element-wise
-part).  Both forms use :func:`leak`, so they round alike.
+one synaptic map over all steps, and :func:`subtract_refractory_` (the only sequential,
+element-wise part).  Both forms use :func:`leak`, so they round alike.
 """
 
 from __future__ import annotations
@@ -113,29 +113,32 @@ def input_traces(
     a, b, _ = params.decays()
     shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
     traces = inputs.new_empty((inputs.shape[0], *shape))
-    p, q = p.expand(shape), q.expand(shape)
+    p, q = p.expand(shape), q.expand(shape).clone()  # q is updated in place: one small buffer
     for t in range(inputs.shape[0]):
         p = leak(p, a, q, out=traces[t])
-        q = leak(q, b, inputs[t])
+        leak(q, b, inputs[t], out=q)
     return traces, p, q
 
 
 @torch.no_grad()
-def refractory_trace(drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, params: LIFParameters) -> torch.Tensor:
-    """The refractory trace R at every step (time first: (T, ...)) of a layer whose synaptic drive
-    is known for all steps, from (r, s) before the first step.  The spikes it follows are
-    ``spike(drive - R - threshold)``, which the caller computes in one vectorised call with a
-    surrogate gradient (R carries none, as in a layer whose state is detached)."""
+def subtract_refractory_(
+    drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, params: LIFParameters
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turns the synaptic drive of every step (time first: (T, ...)) into the membrane potential
+    U = drive - R, in place, where R is the refractory trace of the spikes ``U > threshold`` it
+    produces, starting from (r, s) before the first step; returns (r, s) after the last step.
+
+    The only sequential, element-wise part of a layer whose drive is known for all steps.  R carries
+    no gradient (the state of a locally learning layer is detached), so dU/d(drive) is the identity
+    and the caller may keep the drive's autograd history for U (see ``DecolleNetwork``)."""
     _, _, c = params.decays()
-    refractory = drive.new_empty(drive.shape)
-    fired = drive.new_empty(drive.shape)
-    r, s = r.expand(drive.shape[1:]), s.expand(drive.shape[1:])
+    shape = drive.shape[1:]
+    r = r.expand(shape).clone()
+    s = s.expand(shape).to(drive.dtype, copy=True)
+    threshold = drive.new_tensor(params.threshold)  # a Python number would be converted at every call
     for t in range(drive.shape[0]):
-        r = leak(r, c, s, out=refractory[t])
-        # the same decisions as spike(drive - r - threshold): IEEE subtraction gives zero only for
-        # equal operands, so x - y > 0 exactly when x > y
-        if params.threshold == 0:
-            s = torch.gt(drive[t], r, out=fired[t])
-        else:
-            s = torch.gt(drive[t] - r, params.threshold, out=fired[t])
-    return refractory
+        leak(r, c, s, out=r)
+        # the same decisions as spike(U - threshold): IEEE subtraction gives zero only for equal
+        # operands, so x - y > 0 exactly when x > y
+        torch.gt(drive[t].sub_(r), threshold, out=s)
+    return r, s

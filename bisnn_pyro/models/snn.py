@@ -18,7 +18,7 @@ from .neurons import (
     lif_step,
     lif_step_,
     owned_state,
-    refractory_trace,
+    subtract_refractory_,
 )
 from .surrogates import SpikeFunction, surrogate
 
@@ -175,27 +175,36 @@ class DecolleNetwork(PyroModule):
             features = len(self.output_shapes[index])
             state = states[index] if states[index] is not None else lif_initial_state(inputs[0])
             traces, p, q = input_traces(inputs, state.p, state.q, self.neuron)
-            drive = _over_time(synapse, traces, in_features, features)
-            refractory = refractory_trace(drive, state.r, state.s, self.neuron)
-            potential = drive - refractory
+            # U = W P - R, made in place from the drive W P: R carries no gradient, so the drive's
+            # autograd history (dU/d drive = identity) serves U.  The time-first view that autograd
+            # sees is taken after the change (a view taken before would have its history rebuilt).
+            drive = _merged_drive(synapse, traces, in_features)
+            steps = traces.shape[0]
+            r, s = subtract_refractory_(_time_first(drive.detach(), steps, features), state.r, state.s, self.neuron)
+            potential = _time_first(drive, steps, features)
             spikes = self.spike(potential - self.neuron.threshold if self.neuron.threshold else potential)
             outputs = self._pool(index, spikes)
             readouts.append(self._readout(index, outputs).movedim(0, -2))
             counts.append(spikes.detach().flatten(-features - 1).sum((0, -1)))
-            states[index] = LIFState(p, q, refractory[-1], spikes[-1]).detach()
+            states[index] = LIFState(p, q, r, s)
             inputs = outputs.detach()
         return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
 
 
-def _over_time(synapse, traces: torch.Tensor, in_features: int, out_features: int) -> torch.Tensor:
+def _merged_drive(synapse, traces: torch.Tensor, in_features: int) -> torch.Tensor:
     """``synapse`` applied to every step of time-first ``traces`` (T, *S, B, *in) as one call on
-    (*S, T * B, *in); returns the drive time first, (T, *S, B, *out)."""
+    (*S, T * B, *in); returns the drive in that merged layout, (*S, T * B, *out)."""
     steps = traces.shape[0]
     merged = traces.movedim(0, -in_features - 2)
     batch = merged.shape[-in_features - 1]
-    drive = synapse(merged.reshape(*merged.shape[: -in_features - 2], steps * batch, *merged.shape[-in_features:]))
-    drive = drive.reshape(*drive.shape[: -out_features - 1], steps, batch, *drive.shape[-out_features:])
-    return drive.movedim(-out_features - 2, 0)
+    return synapse(merged.reshape(*merged.shape[: -in_features - 2], steps * batch, *merged.shape[-in_features:]))
+
+
+def _time_first(merged: torch.Tensor, steps: int, out_features: int) -> torch.Tensor:
+    """A view of a merged drive (*S, T * B, *out) time first: (T, *S, B, *out)."""
+    batch = merged.shape[-out_features - 1] // steps
+    split = merged.view(*merged.shape[: -out_features - 1], steps, batch, *merged.shape[-out_features:])
+    return split.movedim(-out_features - 2, 0)
 
 
 def _flattening(synapse, dims: int):
