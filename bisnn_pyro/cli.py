@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default=defaults.engine,
-        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; auto: direct for online",
+        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; auto: direct where the rule allows",
     )
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(

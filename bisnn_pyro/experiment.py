@@ -76,7 +76,7 @@ class ExperimentConfig:
     train_size: int = 200
     test_size: int = 1000
     data_seed: int = 0
-    engine: str = "auto"  # svi, direct, or auto (direct for the online schedule)
+    engine: str = "auto"  # svi, direct, or auto (direct where the rule allows it)
     device: str = "cpu"  # cpu, cuda, cuda:1, ...
 
     def __post_init__(self):

@@ -58,14 +58,15 @@ def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight):
             torch.testing.assert_close(got[1][name], grad, rtol=1e-4, atol=1e-5)
 
 
-def test_online_epoch_is_the_same_through_svi_and_direct():
+@pytest.mark.parametrize("schedule", ["online", "sequence"])
+def test_epoch_is_the_same_through_svi_and_direct(schedule):
     bsnn, made, train = _model("bayes")
     twin = copy.deepcopy(bsnn)
     results = []
     for model, engine in ((bsnn, "svi"), (twin, "direct")):
         rule = make_rule("bayes")
         trainer = Trainer(
-            model, rule.optim, rule.loss, train.x, train.y, batch_size=8, schedule="online", engine=engine
+            model, rule.optim, rule.loss, train.x, train.y, batch_size=8, schedule=schedule, engine=engine
         )
         assert trainer.engine == engine
         pyro.set_rng_seed(3)
@@ -75,13 +76,21 @@ def test_online_epoch_is_the_same_through_svi_and_direct():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_auto_engine_is_direct_where_the_rule_allows_it():
+    for rule in ("bayes", "bayes-adam"):
+        bsnn, made, train = _model(rule)
+        for schedule in ("online", "sequence"):
+            assert Trainer(bsnn, made.optim, made.loss, train.x, train.y, schedule=schedule).engine == "direct"
+
+
 def test_direct_engine_refuses_what_it_cannot_evaluate():
     for rule in ("bayes-sf", "fp"):
         bsnn, made, train = _model(rule)
         with pytest.raises(ValueError, match="direct ELBO"):
             DirectELBO.for_loss(bsnn, made.loss)
-        trainer = Trainer(bsnn, made.optim, made.loss, train.x, train.y, schedule="online")
-        assert trainer.engine == "svi"  # auto falls back
+        for schedule in ("online", "sequence"):
+            trainer = Trainer(bsnn, made.optim, made.loss, train.x, train.y, schedule=schedule)
+            assert trainer.engine == "svi"  # auto falls back
     with pytest.raises(ValueError, match="engine"):
         Trainer(bsnn, made.optim, made.loss, train.x, train.y, engine="jit")
 
