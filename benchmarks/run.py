@@ -2,7 +2,9 @@
 
     python benchmarks/run.py [--quick] [--json FILE] [--device cpu|cuda] [--threads N] [--compile]
 
-Every ratio compares two things measured in this one run, on this machine.  ``--quick`` trims the
+Every ratio compares two things measured in this one run, on this machine.  After the first
+sequence epochs the process keeps freed memory for reuse (``bisnn_pyro.runtime.keep_freed_memory``,
+as the ``bisnn-pyro`` command does); the row below the sequence epoch is the time before.  ``--quick`` trims the
 repeats and skips the slow sections (time to 0.97 accuracy, the torch.compile check); ``--json``
 writes the numbers, including the keys epoch_s_sequence, epoch_s_online, pyro_over_torch,
 ensemble10_s, ensemble10_over_map and matmul_fraction.
@@ -29,6 +31,7 @@ from bisnn_pyro.inference.predict import point_weights
 from bisnn_pyro.inference.rules import DEFAULT_LR
 from bisnn_pyro.inference.training import Trainer
 from bisnn_pyro.models.neurons import LIFParameters, input_traces, subtract_refractory_
+from bisnn_pyro.runtime import keep_freed_memory
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> float:
@@ -56,11 +59,16 @@ def epoch_times(args, device) -> dict[str, float]:
     """Sequence vs online schedule on the same network and data (after one warm-up epoch each)."""
     _, train, _, bsnn, trainer = setup(args.device)
     trainer.run_epoch()  # warm-up: the first optimiser step imports torch._dynamo (about 2 s, once)
-    sequence = median_time(trainer.run_epoch, 2 if args.quick else 5, device)
+    repeats = 2 if args.quick else 5
+    default_malloc = median_time(trainer.run_epoch, repeats, device)
+    keep_freed_memory()  # as the bisnn-pyro command does; in force for every later section
+    trainer.run_epoch()
+    sequence = median_time(trainer.run_epoch, repeats, device)
     online = Trainer(bsnn, trainer.optim, trainer.loss, train.x, train.y, schedule="online", device=device)
     online.run_epoch()
     result = {
         "epoch_s_sequence": sequence,
+        "epoch_s_sequence_default_malloc": default_malloc,
         "epoch_s_online": median_time(online.run_epoch, 1 if args.quick else 2, device),
         "online_engine": online.engine,
     }
@@ -136,7 +144,8 @@ def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
 
 
 def pyro_cost(args, device) -> dict[str, float]:
-    """SVI steps (sequence schedule) against the same mathematics in a plain PyTorch loop."""
+    """SVI steps (sequence schedule) against the same mathematics in a plain PyTorch loop, and the
+    direct engine (the default) against the same loop."""
     config, train, _, bsnn, trainer = setup(args.device)
     batches = [(train.x[i : i + 40].to(device), train.y[i : i + 40].to(device)) for i in range(0, 200, 40)]
     trainer.run_epoch()
@@ -153,12 +162,23 @@ def pyro_cost(args, device) -> dict[str, float]:
         for xb, yb in batches:
             plain_torch_step(bsnn, lams, prior, xb, yb, lr, config.temperature, config.kl_weight)
 
-    pyro_epoch(), torch_epoch()
+    def direct_epoch():
+        for xb, yb in batches:
+            trainer.direct.step(xb, yb)
+
+    pyro_epoch(), torch_epoch(), direct_epoch()
     repeats = 3 if args.quick else 7
-    pairs = [(timed(pyro_epoch, device), timed(torch_epoch, device)) for _ in range(repeats)]
-    pyro_s = statistics.median(p for p, _ in pairs)
-    torch_s = statistics.median(t for _, t in pairs)
-    return {"sequence_epoch_pyro_s": pyro_s, "sequence_epoch_torch_s": torch_s, "pyro_over_torch": pyro_s / torch_s}
+    runs = [
+        (timed(pyro_epoch, device), timed(torch_epoch, device), timed(direct_epoch, device)) for _ in range(repeats)
+    ]
+    pyro_s, torch_s, direct_s = (statistics.median(run[i] for run in runs) for i in range(3))
+    return {
+        "sequence_epoch_pyro_s": pyro_s,
+        "sequence_epoch_torch_s": torch_s,
+        "sequence_epoch_direct_s": direct_s,
+        "pyro_over_torch": pyro_s / torch_s,
+        "direct_over_torch": direct_s / torch_s,
+    }
 
 
 def ensemble_times(args, device) -> dict[str, float]:
@@ -241,7 +261,9 @@ def _status_mb(field: str) -> float:
 
 def measure_peak_memory(schedule: str, device: str) -> None:
     """One training epoch in this (fresh) process; the peak is reset first where Linux allows, so
-    it covers training only, not the data generation before it."""
+    it covers training only, not the data generation before it.  Memory is kept for reuse as the
+    bisnn-pyro command keeps it."""
+    keep_freed_memory()
     _, _, _, _, trainer = setup(device, schedule=schedule, test_size=2)
     before = _status_mb("VmRSS")
     try:
@@ -315,12 +337,14 @@ def compile_check(args, device) -> dict[str, float]:
 
 ROWS = [
     ("epoch_s_sequence", "sequence epoch (s)"),
+    ("epoch_s_sequence_default_malloc", "  the same before keep_freed_memory() (s)"),
     ("sequence_matmuls_s", "  its synaptic products alone (s)"),
     ("epoch_s_online", "online epoch (s)"),
     ("online_uniforms_s", "  its weight draws' uniforms alone (s)"),
     ("online_relaxed_draws_s", "  its relaxed weight draws alone (s)"),
     ("epoch_s_online_svi", "online epoch through SVI (s)"),
     ("pyro_over_torch", "Pyro SVI / plain PyTorch, sequence epoch"),
+    ("direct_over_torch", "direct engine / plain PyTorch, sequence epoch"),
     ("ensemble10_s", "K=10 ensemble, 1,000 points (s)"),
     ("map_s", "MAP pass, 1,000 points (s)"),
     ("ensemble10_over_map", "ensemble / MAP"),

@@ -114,9 +114,9 @@ def input_traces(
     shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
     traces = inputs.new_empty((inputs.shape[0], *shape))
     p, q = p.expand(shape), q.expand(shape).clone()  # q is updated in place: one small buffer
-    for t in range(inputs.shape[0]):
-        p = leak(p, a, q, out=traces[t])
-        leak(q, b, inputs[t], out=q)
+    for trace, step_inputs in zip(traces.unbind(), inputs.unbind()):  # unbind: all views in one call
+        p = leak(p, a, q, out=trace)
+        leak(q, b, step_inputs, out=q)
     return traces, p, q
 
 
@@ -136,9 +136,9 @@ def subtract_refractory_(
     r = r.expand(shape).clone()
     s = s.expand(shape).to(drive.dtype, copy=True)
     threshold = drive.new_tensor(params.threshold)  # a Python number would be converted at every call
-    for t in range(drive.shape[0]):
+    for step_drive in drive.unbind():
         leak(r, c, s, out=r)
         # the same decisions as spike(U - threshold): IEEE subtraction gives zero only for equal
         # operands, so x - y > 0 exactly when x > y
-        torch.gt(drive[t].sub_(r), threshold, out=s)
+        torch.gt(step_drive.sub_(r), threshold, out=s)
     return r, s
