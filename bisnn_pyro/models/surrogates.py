@@ -15,29 +15,35 @@ SpikeFunction = Callable[[torch.Tensor], torch.Tensor]
 
 class _HeavisideWithSurrogate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u: torch.Tensor, derivative: Callable[[torch.Tensor], torch.Tensor]):
+    def forward(ctx, u: torch.Tensor, backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         ctx.save_for_backward(u)
-        ctx.derivative = derivative
+        ctx.surrogate_backward = backward
         return torch.gt(u, 0, out=torch.empty_like(u))  # straight into u's dtype: no bool tensor to convert
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (u,) = ctx.saved_tensors
-        return ctx.derivative(u).mul_(grad_output), None
+        return ctx.surrogate_backward(u, grad_output), None
 
 
 def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunction:
     """A spike function whose backward multiplies by ``derivative(u)``, a fresh tensor it may overwrite."""
+    return _spike_with_backward(lambda u, grad: derivative(u).mul_(grad))
+
+
+def _spike_with_backward(backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> SpikeFunction:
+    """A spike function whose backward is ``backward(u, grad) -> grad * derivative(u)``."""
 
     def spike(u: torch.Tensor) -> torch.Tensor:
-        return _HeavisideWithSurrogate.apply(u, derivative)
+        return _HeavisideWithSurrogate.apply(u, backward)
 
     return spike
 
 
 def boxcar(width: float = 0.5) -> SpikeFunction:
     """Derivative 1 on |u| < width, 0 elsewhere (the BiSNN paper's choice)."""
-    return _spike_with(lambda u: u.abs().lt_(width))  # in place on the fresh |u|: 1.0 inside, 0.0 outside
+    # hardtanh's backward is this gradient (grad where -width < u < width, else 0) in one pass
+    return _spike_with_backward(lambda u, grad: torch.ops.aten.hardtanh_backward(grad, u, -width, width))
 
 
 def sigmoid(slope: float = 4.0) -> SpikeFunction:
