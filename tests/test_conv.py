@@ -99,6 +99,25 @@ def test_conv_time_loops_agree(dense):
         torch.testing.assert_close(out.readouts, outputs[0].readouts, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("samples", [0, 2])
+def test_conv_layer_loop_gradients_equal_the_step_loop(samples):
+    """The layer loop changes each drive into the potential in place; gradients must not notice,
+    with one weight or a leading dimension of draws (a grouped convolution)."""
+    torch.manual_seed(3)
+    net, draws = _small_net_and_draws(max(samples, 1), (5,))
+    weights = [draw if samples else draw[0] for draw in draws.values()]
+    x = torch.bernoulli(torch.full((3, 10, 2, 8, 8), 0.3, dtype=torch.float64))
+    grads = {}
+    for loop in ("steps", "layers"):
+        net.time_loop = loop
+        leaves = [w.clone().requires_grad_() for w in weights]
+        net.run(x, leaves).readouts.square().sum().backward()
+        grads[loop] = [w.grad for w in leaves]
+    for a, b in zip(grads["steps"], grads["layers"]):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_config_dense_layers_and_kernel_size_reach_the_network():
     from bisnn_pyro.experiment import build_network
 

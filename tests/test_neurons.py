@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 from pyro import poutine
 
@@ -152,9 +153,10 @@ def test_time_loops_continue_a_sequence_and_agree_in_float32():
         torch.testing.assert_close(out.readouts, whole, rtol=0, atol=1e-4)
 
 
-def test_layer_loop_gradients_equal_the_step_loop():
+@pytest.mark.parametrize("spike, bias", [("sigmoid", False), ("boxcar", False), ("boxcar", True)])
+def test_layer_loop_gradients_equal_the_step_loop(spike, bias):
     torch.manual_seed(5)
-    net = SpikingMLP(5, (6, 4), 2, neuron=LIFParameters(4.0, 2.0, 2.0), spike="sigmoid").double()
+    net = SpikingMLP(5, (6, 4), 2, neuron=LIFParameters(4.0, 2.0, 2.0), spike=spike, bias=bias).double()
     x = torch.bernoulli(torch.full((3, 12, 5), 0.5, dtype=torch.float64))
     grads = {}
     for loop in ("steps", "layers"):
