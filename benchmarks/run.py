@@ -4,10 +4,10 @@
 
 Every ratio compares two things measured in this one run, on this machine.  After the first
 sequence epochs the process keeps freed memory for reuse (``bisnn_pyro.runtime.keep_freed_memory``,
-as the ``bisnn-pyro`` command does); the row below the sequence epoch is the time before.  ``--quick`` trims the
-repeats and skips the slow sections (time to 0.97 accuracy, the torch.compile check); ``--json``
-writes the numbers, including the keys epoch_s_sequence, epoch_s_online, pyro_over_torch,
-ensemble10_s, ensemble10_over_map and matmul_fraction.
+as the ``bisnn-pyro`` command does); the row below the sequence epoch is the time before.
+``--quick`` trims the repeats and skips the slow sections (time to 0.97 accuracy, the torch.compile
+check); ``--json`` writes the numbers, including the keys epoch_s_sequence, epoch_s_online,
+pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction.
 """
 
 from __future__ import annotations
