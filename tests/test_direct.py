@@ -137,3 +137,21 @@ def test_log_likelihood_equals_the_categorical_site(readouts):
         expected = Categorical(logits=kept).to_event(2).log_prob(obs).sum() * 50 / 5
         torch.testing.assert_close(likelihood.log_likelihood(logits, y, t0), expected)
     assert likelihood.log_likelihood(logits[..., :3, :], y, 0) == 0  # every step is burn-in
+
+
+def test_prior_is_rebuilt_when_its_tensors_change():
+    """The direct ELBO keeps the prior's distributions between steps, but not past a change."""
+    bsnn, made, train = _model("bayes")
+    x, y = train.x[:5], train.y[:5]
+    direct = DirectELBO.for_loss(bsnn, made.loss)
+    first = direct.prior_distributions()
+    assert direct.prior_distributions() is first
+    with torch.no_grad():
+        bsnn.net.layers[0].weight_prior.fill_(0.4)  # in place: a new version of the same tensor
+    assert direct.prior_distributions() is not first
+    expected = _loss_and_grads(bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide_fn, x, y))
+    got = _loss_and_grads(bsnn, lambda: direct.loss(x, y))
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)
+    bsnn.net.layers[0].weight_prior = torch.full_like(bsnn.net.layers[0].weight_prior, -0.2)  # replaced
+    changed = direct.prior_distributions()
+    torch.testing.assert_close(changed["layers.0.weight"].base_dist.natural, bsnn.net.layers[0].weight_prior)

@@ -145,3 +145,22 @@ def test_fused_relaxed_draw_and_kl_match_their_formulas_and_finite_differences()
     formula = torch.tanh(lam) * (lam - prior) - log_two_cosh(lam) + log_two_cosh(prior)
     torch.testing.assert_close(_SignKL.apply(lam, prior), formula)
     assert torch.autograd.gradcheck(_SignKL.apply, (lam, prior))
+
+
+def test_kl_in_float32_keeps_its_accuracy_at_large_natural_parameters():
+    """The fast tanh and the log 2cosh taken from it stay within float32 rounding of the float64 KL."""
+    from bisnn_pyro.models.distributions import _SignKL, log_two_cosh
+
+    lam_q = torch.linspace(-15.0, 15.0, 301, dtype=torch.float64)
+    lam_p = torch.tensor([-2.0, 0.0, 0.7], dtype=torch.float64).unsqueeze(-1)
+    exact = torch.tanh(lam_q) * (lam_q - lam_p) - log_two_cosh(lam_q) + log_two_cosh(lam_p)
+    fast = _SignKL.apply(lam_q.float(), lam_p.float()).double()
+    torch.testing.assert_close(fast, exact, rtol=2e-6, atol=2e-6)
+    cached = _SignKL.apply(lam_q.float(), lam_p.float(), SignBernoulli(lam_p.float()).log_normalizer)
+    torch.testing.assert_close(cached, fast.float(), rtol=0, atol=0)
+
+
+def test_log_normalizer_is_computed_once_per_distribution():
+    p = SignBernoulli(torch.tensor([0.0, 1.0, -30.0]))
+    torch.testing.assert_close(p.log_normalizer, torch.tensor([math.log(2.0), math.log(2 * math.cosh(1.0)), 30.0]))
+    assert p.log_normalizer is p.log_normalizer

