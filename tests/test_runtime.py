@@ -36,7 +36,9 @@ def test_keep_freed_memory_stops_fresh_pages_for_reused_blocks():
         pytest.skip("the C library is not glibc")
     pages = 64 * 2**20 // 4096
     assert default > pages // 2  # the default returns the freed 64 MB and touches fresh pages
-    assert kept < pages // 20
+    # reused: at most a block or two of fresh pages (another allocation may land on top of the heap
+    # between rounds; 0 or 1,024 faults in repeated runs here, against 16,355 by default)
+    assert kept < pages // 8
 
 
 def test_keep_freed_memory_rejects_a_negative_limit():
