@@ -10,6 +10,7 @@ from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference import make_rule
 from bisnn_pyro.inference.direct import DirectELBO
 from bisnn_pyro.inference.training import Trainer
+from bisnn_pyro.models import RelaxedBinaryPrior, RelaxedSignBernoulli
 
 SMALL = {"hidden": [12, 10], "steps": 12, "burn_in": 3, "train_size": 16, "test_size": 4, "kl_weight": 0.3}
 
@@ -155,3 +156,5 @@ def test_prior_is_rebuilt_when_its_tensors_change():
     bsnn.net.layers[0].weight_prior = torch.full_like(bsnn.net.layers[0].weight_prior, -0.2)  # replaced
     changed = direct.prior_distributions()
     torch.testing.assert_close(changed["layers.0.weight"].base_dist.natural, bsnn.net.layers[0].weight_prior)
+    bsnn.prior = RelaxedBinaryPrior(0.5, temperature=0.5)  # another prior over the same tensors
+    assert isinstance(direct.prior_distributions()["layers.0.weight"].base_dist, RelaxedSignBernoulli)

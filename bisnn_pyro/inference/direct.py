@@ -80,9 +80,10 @@ class DirectELBO:
         return bsnn.kl_weight * kl_scale * divergence - bsnn.likelihood.log_likelihood(out.readouts, y, t0)
 
     def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
-        """The model's prior per site, kept while its tensors are the same objects, unchanged."""
+        """The model's prior per site, kept while the prior and its tensors are the same objects,
+        unchanged."""
         buffers = self.bsnn.prior_buffers()
-        key = tuple((name, id(buffer), buffer._version) for name, buffer in buffers.items())
+        key = (id(self.bsnn.prior), *((name, id(buffer), buffer._version) for name, buffer in buffers.items()))
         if key != self._prior_key:
             self._prior_key, self._priors = key, self.bsnn.prior_distributions()
         return self._priors
