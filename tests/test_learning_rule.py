@@ -9,7 +9,7 @@ from pyro.nn import PyroModule, PyroSample
 from torch.distributions import kl_divergence
 
 from bisnn_pyro.inference import BayesianLearningRule, NaturalGradientSign, SignBernoulliGuide
-from bisnn_pyro.inference.optim import sign_fisher
+from bisnn_pyro.models.distributions import sign_fisher
 from bisnn_pyro.models import SignBernoulli
 
 
@@ -51,6 +51,17 @@ def test_fisher_is_accurate_where_it_is_small():
     exact = 1.0 / torch.cosh(lam) ** 2
     torch.testing.assert_close(sign_fisher(lam.float()).double(), exact, rtol=2e-6, atol=0)
     torch.testing.assert_close(sign_fisher(lam), 1.0 - torch.tanh(lam) ** 2)
+
+
+def test_kl_part_of_the_natural_gradient_is_lam_minus_prior_in_float32():
+    """The KL's gradient (1 - tanh^2 lam)(lam - lam_p) and the preconditioner use one formula for
+    1 - tanh^2, so the rule's KL step is lam - lam_p even where 1 - tanh^2 is tiny."""
+    lam_q = torch.linspace(-9.5, 9.5, 39).requires_grad_()
+    lam_p = torch.full((39,), 0.3)
+    kl_divergence(SignBernoulli(lam_q), SignBernoulli(lam_p)).sum().backward()
+    before = lam_q.detach().clone()
+    NaturalGradientSign([lam_q], lr=1e-3, min_fisher=0.0).step()
+    torch.testing.assert_close((before - lam_q.detach()) / 1e-3, before - lam_p, rtol=1e-3, atol=1e-3)
 
 
 def test_momentum_averages_natural_gradients():

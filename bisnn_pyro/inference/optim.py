@@ -14,6 +14,8 @@ from typing import Any, Callable
 import torch
 from pyro.optim import PyroOptim
 
+from ..models.distributions import sign_fisher
+
 
 class NaturalGradientSign(torch.optim.Optimizer):
     """lam <- clamp(lam - lr * m, +-max_natural), m = momentum * m + (1 - dampening) * g / F(lam).
@@ -70,13 +72,6 @@ class NaturalGradientSign(torch.optim.Optimizer):
                 if group["precondition"]:
                     lam.clamp_(-group["max_natural"], group["max_natural"])
         return loss
-
-
-def sign_fisher(natural: torch.Tensor) -> torch.Tensor:
-    """1 - tanh(lam)^2 = 4 s (1 - s) with s = sigmoid(-2 |lam|): accurate where it is small (no
-    cancellation against 1), and cheaper than torch.tanh on CPU."""
-    s = torch.abs(natural).mul_(-2.0).sigmoid_()
-    return torch.addcmul(s, s, s, value=-1.0).mul_(4.0)
 
 
 def BayesianLearningRule(optim_args: dict[str, Any] | Callable[..., dict[str, Any]]) -> PyroOptim:

@@ -9,16 +9,12 @@ sign-Bernoulli law, and w~ is differentiable in lam.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 from torch.distributions.kl import register_kl
 from torch.distributions.utils import lazy_property
 from torch.nn.functional import logsigmoid
-
-_LOG_2 = math.log(2.0)
 
 
 def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -27,14 +23,22 @@ def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
     return a + torch.log1p(torch.exp(-2.0 * a))
 
 
-def _log_two_cosh_from_tanh(x: torch.Tensor, tanh_x: torch.Tensor) -> torch.Tensor:
-    """log(2 cosh x) = |x| + log 2 - log(1 + |tanh x|): one logarithm once tanh x is known."""
-    return x.abs().add_(_LOG_2).sub_(tanh_x.abs().log1p_())
+def _saturation(x: torch.Tensor) -> torch.Tensor:
+    """s = sigmoid(-2|x|) in (0, 1/2]: then |tanh x| = 1 - 2s, 1 - tanh^2 x = 4s(1 - s) and
+    log 2cosh x = |x| - log(1 - s), none of them cancelling against 1 where |x| is large, and a
+    sigmoid is a third of torch.tanh's time on CPU."""
+    return torch.abs(x).mul_(-2.0).sigmoid_()
 
 
-def _fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh x as 2 sigmoid(2x) - 1: a third of the time of torch.tanh on CPU, within 1e-7 of it."""
-    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+def _fisher_from_saturation(s: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(s, s, s, value=-1.0).mul_(4.0)
+
+
+def sign_fisher(natural: torch.Tensor) -> torch.Tensor:
+    """Fisher information 1 - tanh(lam)^2 of a sign-Bernoulli in its natural parameter, accurate
+    where it is small (the KL's gradient uses the same formula, so the natural-gradient rule turns
+    the KL part into lam - lam_prior to rounding)."""
+    return _fisher_from_saturation(_saturation(natural))
 
 
 def natural_from_probs(p: torch.Tensor | float) -> torch.Tensor:
@@ -191,27 +195,28 @@ class _RelaxedSign(torch.autograd.Function):
 class _SignKL(torch.autograd.Function):
     """KL(SignBernoulli(lq) || SignBernoulli(lp)) = tanh(lq)(lq - lp) - log2cosh(lq) + log2cosh(lp),
     with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq).  It runs at
-    every online step, so log2cosh(lq) reuses tanh(lq), and log2cosh(lp) may come precomputed
-    (``log_normalizer_p``, for a fixed prior)."""
+    every online step, so tanh, log 2cosh and 1 - tanh^2 of lq all come from one sigmoid (see
+    :func:`_saturation`), and log2cosh(lp) may come precomputed (``log_normalizer_p``)."""
 
     @staticmethod
     def forward(ctx, natural_q: torch.Tensor, natural_p: torch.Tensor, log_normalizer_p=None) -> torch.Tensor:
-        mean_q = _fast_tanh(natural_q)
+        s = _saturation(natural_q)
+        mean_q = torch.mul(s, -2.0).add_(1.0).copysign_(natural_q)
         difference = natural_q - natural_p
-        ctx.save_for_backward(mean_q, difference, natural_p)
+        ctx.save_for_backward(s, mean_q, difference, natural_p)
         if log_normalizer_p is None:
             log_normalizer_p = log_two_cosh(natural_p)
-        kl = torch.mul(mean_q, difference).sub_(_log_two_cosh_from_tanh(natural_q, mean_q))
-        return kl.add_(log_normalizer_p)
+        log_normalizer_q = torch.abs(natural_q).sub_(torch.neg(s).log1p_())
+        return torch.mul(mean_q, difference).sub_(log_normalizer_q).add_(log_normalizer_p)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        mean_q, difference, natural_p = ctx.saved_tensors
+        s, mean_q, difference, natural_p = ctx.saved_tensors
         grad_q = grad_p = None
-        if ctx.needs_input_grad[0]:  # tanh_backward(d, m) = d (1 - m^2), in one pass
-            grad_q = _reduce_to(torch.ops.aten.tanh_backward(difference, mean_q).mul_(grad), mean_q)
+        if ctx.needs_input_grad[0]:
+            grad_q = _reduce_to(torch.mul(_fisher_from_saturation(s), difference).mul_(grad), mean_q)
         if ctx.needs_input_grad[1]:
-            grad_p = _reduce_to(grad * (_fast_tanh(natural_p) - mean_q), natural_p)
+            grad_p = _reduce_to(grad * (torch.tanh(natural_p) - mean_q), natural_p)
         return grad_q, grad_p, None
 
 
