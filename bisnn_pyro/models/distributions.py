@@ -91,7 +91,7 @@ class SignBernoulli(_SignBase):
 
     @property
     def variance(self) -> torch.Tensor:
-        return 1.0 - torch.tanh(self.natural) ** 2
+        return sign_fisher(self.natural)  # 1 - tanh^2 lam, without cancellation where it is small
 
     @lazy_property
     def log_normalizer(self) -> torch.Tensor:
