@@ -29,6 +29,7 @@ def test_moments_and_entropy():
     d = SignBernoulli(LAMBDAS)
     torch.testing.assert_close(d.probs, torch.sigmoid(2 * LAMBDAS))
     torch.testing.assert_close(d.mean, torch.tanh(LAMBDAS))
+    torch.testing.assert_close(d.variance, 4 * Bernoulli(logits=2 * LAMBDAS).variance)  # w = 2 bit - 1
     torch.testing.assert_close(d.entropy(), Bernoulli(logits=2 * LAMBDAS).entropy())
     assert torch.equal(d.mode, torch.tensor([-1.0, -1.0, 1.0, 1.0, 1.0, 1.0], dtype=torch.float64))
 
