@@ -92,8 +92,12 @@ def lif_step_(
     if r.shape != u.shape:
         r, s = r.expand(u.shape).clone(), s.expand(u.shape).clone()
     leak(r, c, s, out=r)
-    u.sub_(r)
-    torch.gt(u, params.threshold, out=s)  # u - theta > 0 exactly when u > theta
+    # IEEE subtraction gives zero only for equal operands, so x - y > 0 exactly when x > y: the
+    # spikes of U = drive - R at threshold 0 need no pass to form U
+    if params.threshold:
+        torch.gt(u.sub_(r), params.threshold, out=s)
+    else:
+        torch.gt(u, r, out=s)
     return LIFState(p, q, r, s)
 
 
