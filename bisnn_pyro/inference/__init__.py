@@ -3,6 +3,7 @@
 from .bnn import BayesianSNN
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
+from .elbo import MeanFieldELBO
 from .guides import SignBernoulliGuide, StraightThroughGuide
 from .optim import BayesianLearningRule, NaturalGradientSign
 from .predict import MODES
@@ -17,6 +18,7 @@ __all__ = [
     "DirectSVI",
     "ENGINES",
     "MODES",
+    "MeanFieldELBO",
     "NaturalGradientSign",
     "RULES",
     "Rule",

@@ -3,13 +3,16 @@
 ========== ========================================= ======================= ================
 rule       guide                                     loss                    optimiser
 ========== ========================================= ======================= ================
-bayes      mean-field sign-Bernoulli, relaxed at tau TraceMeanField (exact KL) Bayesian learning rule
+bayes      mean-field sign-Bernoulli, relaxed at tau MeanField (exact KL)  Bayesian learning rule
 bayes-adam the same                                  the same                Adam
 bayes-sf   the same, exact +-1 samples               TraceGraph (score fn)   Adam
 ste        straight-through sign(theta)              Trace                   Adam
 fp         AutoDelta, Gaussian prior                 Trace                   Adam
-fp-bayes   AutoNormal, Gaussian prior                TraceMeanField          Adam
+fp-bayes   AutoNormal, Gaussian prior                MeanField               Adam
 ========== ========================================= ======================= ================
+
+MeanField is :class:`.elbo.MeanFieldELBO`: Pyro's ``TraceMeanField_ELBO`` without the unused
+log-densities.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from functools import partial
 from typing import Callable
 
 import pyro.optim
-from pyro.infer import Trace_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceGraph_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_sample
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
 from ..models.priors import BinaryPrior, GaussianPrior, Prior
+from .elbo import MeanFieldELBO
 from .guides import SignBernoulliGuide, StraightThroughGuide
 from .optim import BayesianLearningRule
 
@@ -92,7 +96,7 @@ def make_rule(
             optim = BayesianLearningRule({"lr": lr, "momentum": momentum})
         else:
             optim = adam
-        loss = TraceGraph_ELBO(**particles) if name == "bayes-sf" else TraceMeanField_ELBO(**particles)
+        loss = TraceGraph_ELBO(**particles) if name == "bayes-sf" else MeanFieldELBO(**particles)
         return Rule(name, BinaryPrior(prior_p), guide, loss, optim, lr)
     if name == "ste":
         guide = partial(StraightThroughGuide, init_scale=init_scale, seed=seed)
@@ -101,4 +105,4 @@ def make_rule(
         guide = partial(AutoDelta, init_loc_fn=init_to_sample)
         return Rule(name, GaussianPrior(prior_scale), guide, Trace_ELBO(**particles), adam, lr)
     guide = partial(AutoNormal, init_loc_fn=init_to_sample, init_scale=0.05)
-    return Rule(name, GaussianPrior(prior_scale), guide, TraceMeanField_ELBO(**particles), adam, lr)
+    return Rule(name, GaussianPrior(prior_scale), guide, MeanFieldELBO(**particles), adam, lr)
