@@ -116,9 +116,9 @@ class ExperimentConfig:
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
             (self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}"),
             (
-                self.engine != "direct" or (self.rule in DIRECT_RULES and self.particles == 1),
-                f"--engine direct evaluates one-particle ELBOs of the rules {', '.join(DIRECT_RULES)}; "
-                f"use --engine svi for rule {self.rule!r} with {self.particles} particle(s)",
+                self.engine != "direct" or self.rule in DIRECT_RULES,
+                f"--engine direct evaluates the ELBOs of the rules {', '.join(DIRECT_RULES)}; "
+                f"use --engine svi for rule {self.rule!r}",
             ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),

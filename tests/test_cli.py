@@ -62,7 +62,6 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--lr", "-0.1"], "learning rate must be > 0"),
         (["train", "--particles", "0"], "particles must be >= 1"),
         (["train", "--engine", "direct", "--rule", "fp"], "use --engine svi"),
-        (["train", "--engine", "direct", "--particles", "2"], "use --engine svi"),
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--dense", "64"], "an mlp takes --hidden"),
         (["train", "--kernel-size", "5"], "an mlp takes --hidden"),

@@ -5,6 +5,7 @@ import copy
 import pyro
 import pytest
 import torch
+from pyro.infer import TraceMeanField_ELBO
 
 from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference import make_rule
@@ -15,11 +16,11 @@ from bisnn_pyro.models import RelaxedBinaryPrior, RelaxedSignBernoulli
 SMALL = {"hidden": [12, 10], "steps": 12, "burn_in": 3, "train_size": 16, "test_size": 4, "kl_weight": 0.3}
 
 
-def _model(rule, learning="local", kl_weight=SMALL["kl_weight"]):
+def _model(rule, learning="local", kl_weight=SMALL["kl_weight"], particles=1):
     config = ExperimentConfig(rule=rule, learning=learning, **{**SMALL, "kl_weight": kl_weight})
     train, _ = load_data(config)
     bsnn, _ = build(config, train)
-    return bsnn, make_rule(rule), train
+    return bsnn, make_rule(rule, num_particles=particles), train
 
 
 def _loss_and_grads(bsnn, compute):
@@ -31,18 +32,20 @@ def _loss_and_grads(bsnn, compute):
 
 
 @pytest.mark.parametrize(
-    "rule, learning, kl_weight",
+    "rule, learning, kl_weight, particles",
     [
-        ("bayes", "local", 0.3),
-        ("bayes-adam", "local", 0.3),
-        ("ste", "local", 0.3),
-        ("bayes", "end-to-end-output", 0.3),
-        ("bayes", "local", 0.0),  # beta = 0 masks the weight sites (Pyro's scale must be > 0)
-        ("ste", "local", 0.0),
+        ("bayes", "local", 0.3, 1),
+        ("bayes-adam", "local", 0.3, 1),
+        ("ste", "local", 0.3, 1),
+        ("bayes", "end-to-end-output", 0.3, 1),
+        ("bayes", "local", 0.0, 1),  # beta = 0 masks the weight sites (Pyro's scale must be > 0)
+        ("ste", "local", 0.0, 1),
+        ("bayes", "local", 0.3, 3),  # vectorised particles: one batch of three draws per site
+        ("ste", "local", 0.3, 3),
     ],
 )
-def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight):
-    bsnn, made, train = _model(rule, learning, kl_weight)
+def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight, particles):
+    bsnn, made, train = _model(rule, learning, kl_weight, particles)
     x, y = train.x[:5], train.y[:5]
     direct = DirectELBO.for_loss(bsnn, made.loss)
     carry = {}
@@ -59,13 +62,13 @@ def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight):
             torch.testing.assert_close(got[1][name], grad, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["online", "sequence"])
-def test_epoch_is_the_same_through_svi_and_direct(schedule):
+@pytest.mark.parametrize("schedule, particles", [("online", 1), ("sequence", 1), ("online", 2), ("sequence", 2)])
+def test_epoch_is_the_same_through_svi_and_direct(schedule, particles):
     bsnn, made, train = _model("bayes")
     twin = copy.deepcopy(bsnn)
     results = []
     for model, engine in ((bsnn, "svi"), (twin, "direct")):
-        rule = make_rule("bayes")
+        rule = make_rule("bayes", num_particles=particles)
         trainer = Trainer(
             model, rule.optim, rule.loss, train.x, train.y, batch_size=8, schedule=schedule, engine=engine
         )
@@ -94,6 +97,9 @@ def test_direct_engine_refuses_what_it_cannot_evaluate():
             assert trainer.engine == "svi"  # auto falls back
     with pytest.raises(ValueError, match="engine"):
         Trainer(bsnn, made.optim, made.loss, train.x, train.y, engine="jit")
+    bsnn, _, _ = _model("bayes")
+    with pytest.raises(ValueError, match="vectorize_particles"):  # particles one after another: SVI's loop
+        DirectELBO.for_loss(bsnn, TraceMeanField_ELBO(num_particles=2))
 
 
 def test_learning_modes_decide_which_readouts_reach_which_layers():

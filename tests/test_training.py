@@ -124,7 +124,7 @@ def test_vectorised_particles_train_as_one_batch(tmp_path):
     """Three ELBO particles per step: the weights carry a particle dimension, the whole-layer time
     loop runs them in one batch, and the rule still learns."""
     run = create_run(ExperimentConfig(**{**SMALL, "particles": 3, "epochs": 3}), tmp_path / "run")
-    assert run.trainer.engine == "svi"  # the direct engine takes one particle; auto falls back
+    assert run.trainer.engine == "direct"
     before = {n: p.detach().clone() for n, p in run.bsnn.named_parameters()}
     history = run.fit(progress=False)
     assert all(math.isfinite(h["loss"]) for h in history) and history[-1]["loss"] < history[0]["loss"]

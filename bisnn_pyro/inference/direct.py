@@ -5,7 +5,8 @@ online schedule (an optimiser step at every time step) that overhead is most of 
 :class:`DirectELBO` computes the loss of ``TraceMeanField_ELBO`` (exact KL per site) or of
 ``Trace_ELBO`` (log q - log p at the draw) from the guide's ``distributions()``, the prior's
 distributions and the network's ``run``: the same draws, in the same order, for the same random
-state, so the same loss and gradients (tested against SVI).  Like Pyro's JIT-compiled ELBOs it
+state, so the same loss and gradients (tested against SVI), with one particle or with vectorised
+particles (P draws of every weight as one batch).  Like Pyro's JIT-compiled ELBOs it
 skips distribution argument validation (the trainer checks every loss for NaN), and it rebuilds
 the prior's distributions only when a prior tensor changes, so a fixed prior's normaliser is
 computed once rather than at every online step.
@@ -27,25 +28,30 @@ class DirectELBO:
     """``loss(x, y, ...)`` of a :class:`BayesianSNN` whose guide has reparameterised
     ``distributions()`` and whose latent sites are the layers' weights."""
 
-    def __init__(self, bsnn: BayesianSNN, *, analytic_kl: bool = True):
+    def __init__(self, bsnn: BayesianSNN, *, analytic_kl: bool = True, num_particles: int = 1):
         reason = unsupported_reason(bsnn)
         if reason:
             raise ValueError(f"the direct ELBO cannot evaluate this model: {reason}")
+        if num_particles < 1:
+            raise ValueError(f"num_particles must be >= 1, got {num_particles}")
         self.bsnn = bsnn
         self.analytic_kl = analytic_kl
+        self.num_particles = num_particles
         self.layer_sites = [f"layers.{i}.weight" for i in range(len(bsnn.net.layers))]
         self._prior_key: tuple = ()
         self._priors: dict = {}
 
     @classmethod
     def for_loss(cls, bsnn: BayesianSNN, loss: ELBO) -> DirectELBO:
-        """The direct form of ``loss`` (``TraceMeanField_ELBO`` or ``Trace_ELBO``, one particle)."""
-        if getattr(loss, "num_particles", 1) != 1:
-            raise ValueError("the direct ELBO uses one particle; use SVI for num_particles > 1")
+        """The direct form of ``loss`` (``TraceMeanField_ELBO`` or ``Trace_ELBO``, one particle or
+        vectorised particles)."""
+        particles = getattr(loss, "num_particles", 1)
+        if particles != 1 and not getattr(loss, "vectorize_particles", False):
+            raise ValueError("the direct ELBO draws particles as one batch; use vectorize_particles=True or SVI")
         if isinstance(loss, TraceMeanField_ELBO):
-            return cls(bsnn, analytic_kl=True)
+            return cls(bsnn, analytic_kl=True, num_particles=particles)
         if type(loss) is Trace_ELBO:
-            return cls(bsnn, analytic_kl=False)
+            return cls(bsnn, analytic_kl=False, num_particles=particles)
         raise ValueError(f"the direct ELBO has no form of {type(loss).__name__}; use SVI")
 
     def draws(self) -> dict[str, torch.Tensor]:
@@ -62,22 +68,26 @@ class DirectELBO:
         carry: dict | None = None,
         kl_scale: float = 1.0,
     ) -> torch.Tensor:
-        """-ELBO (differentiable) for steps t0 .. t0 + T - 1 of ``x``, as ``BayesianSNN.model`` defines it."""
-        bsnn = self.bsnn
+        """-ELBO (differentiable) for steps t0 .. t0 + T - 1 of ``x``, as ``BayesianSNN.model`` defines
+        it; with P particles, the mean over P draws of every weight taken as one batch (the network
+        runs them along a leading sample dimension)."""
+        bsnn, particles = self.bsnn, self.num_particles
+        sample_shape = torch.Size([particles] if particles > 1 else [])
         with pyro.validation_enabled(False):
             posteriors = bsnn.guide.distributions()
             priors = self.prior_distributions()
             weights, divergence = {}, 0.0
             for name, q in posteriors.items():
-                weights[name] = w = q.rsample()
-                if self.analytic_kl:
+                weights[name] = w = q.rsample(sample_shape)
+                if self.analytic_kl:  # the same for every particle
                     divergence = divergence + kl_divergence(q, priors[name]).sum()
                 else:
-                    divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum()
+                    divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum() / particles
         out = bsnn.net.run(x, [weights[name] for name in self.layer_sites], state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
-        return bsnn.kl_weight * kl_scale * divergence - bsnn.likelihood.log_likelihood(out.readouts, y, t0)
+        log_likelihood = bsnn.likelihood.log_likelihood(out.readouts, y, t0) / particles
+        return bsnn.kl_weight * kl_scale * divergence - log_likelihood
 
     def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
         """The model's prior per site, kept while the prior and its tensors are the same objects,
