@@ -222,6 +222,17 @@ def ensemble_times(args, device) -> dict[str, float]:
     }
 
 
+def particle_times(args, device) -> dict[str, float]:
+    """A sequence epoch with P = 4 ELBO particles (four draws of every weight as one batch) against
+    one particle, both with the default engine, alternating: batching pays if the ratio is below 4."""
+    _, train, _, _, single = setup(args.device)
+    _, _, _, _, batched = setup(args.device, particles=4)
+    single.run_epoch(), batched.run_epoch()
+    runs = [(timed(single.run_epoch, device), timed(batched.run_epoch, device)) for _ in range(2 if args.quick else 5)]
+    one, four = (statistics.median(run[i] for run in runs) for i in range(2))
+    return {"epoch_s_particles4": four, "particles4_over_1": four / one, "particles_engine": batched.engine}
+
+
 def time_to_accuracy(args, device, target: float = 0.97) -> dict[str, float | None]:
     """Training seconds (evaluation excluded) until the K = 10 ensemble reaches ``target`` on the
     test set, and the epochs that took, per rule and schedule; None if not within the epoch budget
@@ -345,6 +356,8 @@ ROWS = [
     ("online_uniforms_s", "  its weight draws' uniforms alone (s)"),
     ("online_relaxed_draws_s", "  its relaxed weight draws alone (s)"),
     ("epoch_s_online_svi", "online epoch through SVI (s)"),
+    ("epoch_s_particles4", "sequence epoch, 4 particles (s)"),
+    ("particles4_over_1", "  4 particles / 1 particle"),
     ("pyro_over_torch", "Pyro SVI / plain PyTorch, sequence epoch"),
     ("direct_over_torch", "direct engine / plain PyTorch, sequence epoch"),
     ("ensemble10_s", "K=10 ensemble, 1,000 points (s)"),
@@ -374,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     pyro.set_rng_seed(0)
     results: dict[str, object] = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick}
-    sections = [epoch_times, pyro_cost, ensemble_times, scaling]
+    sections = [epoch_times, particle_times, pyro_cost, ensemble_times, scaling]
     if not args.quick:
         sections.append(time_to_accuracy)
     if args.compile or not args.quick:
