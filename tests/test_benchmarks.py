@@ -50,3 +50,13 @@ def test_compare_extracts_a_revision_as_a_second_importable_package(tmp_path, mo
     assert baseline.log_two_cosh(torch.tensor(0.0)) == current.log_two_cosh(torch.tensor(0.0))
     with pytest.raises(SystemExit, match="no-such-revision"):
         compare.extract_baseline("no-such-revision", tmp_path / "other")
+
+
+def test_compare_builds_each_workload_with_the_named_package(tmp_path):
+    """Each workload is a callable on the default run; the ensemble returns the readouts of the ten
+    shared draws over the whole test set."""
+    work = compare.workloads(("bisnn_pyro",), "ensemble", tmp_path)
+    readouts = work["bisnn_pyro"]()
+    assert readouts.shape == (10, 1000, 2, 100, 2)
+    sequence = compare.workloads(("bisnn_pyro",), "sequence", tmp_path / "sequence")
+    assert isinstance(sequence["bisnn_pyro"](), float)
