@@ -21,8 +21,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 from typing import Callable
 
 import torch

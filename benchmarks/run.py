@@ -225,8 +225,8 @@ def ensemble_times(args, device) -> dict[str, float]:
 def particle_times(args, device) -> dict[str, float]:
     """A sequence epoch with P = 4 ELBO particles (four draws of every weight as one batch) against
     one particle, both with the default engine, alternating: batching pays if the ratio is below 4."""
-    _, train, _, _, single = setup(args.device)
-    _, _, _, _, batched = setup(args.device, particles=4)
+    *_, single = setup(args.device)
+    *_, batched = setup(args.device, particles=4)
     single.run_epoch(), batched.run_epoch()
     runs = [(timed(single.run_epoch, device), timed(batched.run_epoch, device)) for _ in range(2 if args.quick else 5)]
     one, four = (statistics.median(run[i] for run in runs) for i in range(2))
