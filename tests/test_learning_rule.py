@@ -9,8 +9,8 @@ from pyro.nn import PyroModule, PyroSample
 from torch.distributions import kl_divergence
 
 from bisnn_pyro.inference import BayesianLearningRule, NaturalGradientSign, SignBernoulliGuide
-from bisnn_pyro.models.distributions import sign_fisher
 from bisnn_pyro.models import SignBernoulli
+from bisnn_pyro.models.distributions import sign_fisher
 
 
 def test_one_step_equals_the_papers_closed_form():
