@@ -11,12 +11,17 @@ carry a leading sample dimension, and the state broadcasts against it.
 When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
 learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
 one synaptic map over all steps, and :func:`subtract_refractory_` (the only sequential,
-element-wise part).  Both forms use :func:`leak`, so they round alike.
+element-wise part).  Both forms compute decay * trace + inflow with the same operation, so they
+round alike.  The two loops through time run as TorchScript functions: the same operations on the
+same kernels, bit for bit, without the Python interpreter's cost per operation, which is most of
+the cost of an operation on one step's small tensors (``PYTORCH_JIT=0`` runs them as Python).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from functools import cache
 from typing import Callable, NamedTuple
 
 import torch
@@ -117,10 +122,8 @@ def input_traces(
     a, b, _ = params.decays()
     shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
     traces = inputs.new_empty((inputs.shape[0], *shape))
-    p, q = p.expand(shape), q.expand(shape).clone()  # q is updated in place: one small buffer
-    for trace, step_inputs in zip(traces.unbind(), inputs.unbind()):  # unbind: all views in one call
-        p = leak(p, a, q, out=trace)
-        leak(q, b, step_inputs, out=q)
+    q = q.expand(shape).clone()  # updated in place: one small buffer
+    p = _loop("traces")(traces, inputs, p.expand(shape), q, a, b)
     return traces, p, q
 
 
@@ -130,7 +133,8 @@ def subtract_refractory_(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turns the synaptic drive of every step (time first: (T, ...)) into the membrane potential
     U = drive - R, in place, where R is the refractory trace of the spikes ``U > threshold`` it
-    produces, starting from (r, s) before the first step; returns (r, s) after the last step.
+    produces, starting from (r, s) before the first step; returns (spikes of every step, r after
+    the last step).
 
     The only sequential, element-wise part of a layer whose drive is known for all steps.  R carries
     no gradient (the state of a locally learning layer is detached), so dU/d(drive) is the identity
@@ -138,11 +142,43 @@ def subtract_refractory_(
     _, _, c = params.decays()
     shape = drive.shape[1:]
     r = r.expand(shape).clone()
-    s = s.expand(shape).to(drive.dtype, copy=True)
+    spikes = torch.empty_like(drive)
     threshold = drive.new_tensor(params.threshold)  # a Python number would be converted at every call
-    for step_drive in drive.unbind():
-        leak(r, c, s, out=r)
+    _loop("refractory")(drive, r, s.expand(shape).to(drive.dtype), spikes, c, threshold)
+    return spikes, r
+
+
+def _trace_loop(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: float, b: float):
+    """Writes P of every step into ``traces`` (T, ...), updating ``q`` in place; returns the last P."""
+    for t in range(traces.shape[0]):
+        p = torch.add(q, p, alpha=a, out=traces[t])  # leak(p, a, q)
+        torch.add(inputs[t], q, alpha=b, out=q)  # leak(q, b, inputs[t])
+    return p
+
+
+def _refractory_loop(
+    drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, spikes: torch.Tensor, c: float, threshold: torch.Tensor
+):
+    """Turns ``drive`` (T, ...) into U = drive - R in place and writes the spikes of every step into
+    ``spikes``, from the spikes ``s`` before the first step, updating ``r`` in place."""
+    for t in range(drive.shape[0]):
+        torch.add(s, r, alpha=c, out=r)  # leak(r, c, s)
         # the same decisions as spike(U - threshold): IEEE subtraction gives zero only for equal
         # operands, so x - y > 0 exactly when x > y
-        torch.gt(step_drive.sub_(r), threshold, out=s)
-    return r, s
+        s = torch.gt(drive[t].sub_(r), threshold, out=spikes[t])
+
+
+_LOOPS = {"traces": _trace_loop, "refractory": _refractory_loop}
+
+
+@cache
+def _loop(name: str) -> Callable:
+    """The named loop as a TorchScript function, or as Python where TorchScript is unavailable (it
+    is deprecated in recent PyTorch, and a later release may remove it)."""
+    loop = _LOOPS[name]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(loop)
+    except Exception:  # any failure to script leaves the same arithmetic in Python
+        return loop

@@ -20,7 +20,7 @@ from .neurons import (
     owned_state,
     subtract_refractory_,
 )
-from .surrogates import SpikeFunction, surrogate
+from .surrogates import SpikeFunction, spikes_with_gradient, surrogate
 
 
 class SNNOutput(NamedTuple):
@@ -180,13 +180,17 @@ class DecolleNetwork(PyroModule):
             # sees is taken after the change (a view taken before would have its history rebuilt).
             drive = _merged_drive(synapse, traces, in_features)
             steps = traces.shape[0]
-            r, s = subtract_refractory_(_time_first(drive.detach(), steps, features), state.r, state.s, self.neuron)
+            decided, r = subtract_refractory_(
+                _time_first(drive.detach(), steps, features), state.r, state.s, self.neuron
+            )
             potential = _time_first(drive, steps, features)
-            spikes = self.spike(potential - self.neuron.threshold if self.neuron.threshold else potential)
+            # the spikes decided in the recurrence, with the surrogate gradient of U - threshold
+            u = potential - self.neuron.threshold if self.neuron.threshold else potential
+            spikes = spikes_with_gradient(self.spike, u, decided)
             outputs = self._pool(index, spikes)
             readouts.append(self._readout(index, outputs).movedim(0, -2))
             counts.append(spikes.detach().flatten(-features - 1).sum((0, -1)))
-            states[index] = LIFState(p, q, r, s)
+            states[index] = LIFState(p, q, r, decided[-1].clone())  # not a view pinning every step's spikes
             inputs = outputs.detach()
         return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
 

@@ -15,15 +15,22 @@ SpikeFunction = Callable[[torch.Tensor], torch.Tensor]
 
 class _HeavisideWithSurrogate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, u: torch.Tensor, backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+    def forward(
+        ctx,
+        u: torch.Tensor,
+        backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        spikes: torch.Tensor | None = None,
+    ):
         ctx.save_for_backward(u)
         ctx.surrogate_backward = backward
+        if spikes is not None:  # u > 0, already decided by the caller
+            return spikes
         return torch.gt(u, 0, out=torch.empty_like(u))  # straight into u's dtype: no bool tensor to convert
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (u,) = ctx.saved_tensors
-        return ctx.surrogate_backward(u, grad_output), None
+        return ctx.surrogate_backward(u, grad_output), None, None
 
 
 def _spike_with(derivative: Callable[[torch.Tensor], torch.Tensor]) -> SpikeFunction:
@@ -37,7 +44,18 @@ def _spike_with_backward(backward: Callable[[torch.Tensor, torch.Tensor], torch.
     def spike(u: torch.Tensor) -> torch.Tensor:
         return _HeavisideWithSurrogate.apply(u, backward)
 
+    spike.surrogate_backward = backward
     return spike
+
+
+def spikes_with_gradient(spike: SpikeFunction, u: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+    """``spike(u)`` where its values ``spikes`` (u > 0) are already known: the spike functions of
+    this module attach their surrogate gradient to them without deciding them again; any other
+    spike function is called on ``u``."""
+    backward = getattr(spike, "surrogate_backward", None)
+    if backward is None:
+        return spike(u)
+    return _HeavisideWithSurrogate.apply(u, backward, spikes)
 
 
 def boxcar(width: float = 0.5) -> SpikeFunction:
