@@ -146,6 +146,15 @@ def test_fused_relaxed_draw_and_kl_match_their_formulas_and_finite_differences()
     formula = torch.tanh(lam) * (lam - prior) - log_two_cosh(lam) + log_two_cosh(prior)
     torch.testing.assert_close(_SignKL.apply(lam, prior), formula)
     assert torch.autograd.gradcheck(_SignKL.apply, (lam, prior))
+    # the uniform prior (lp = 0) skips the cross term; a prior may have more dimensions than q
+    zero = torch.zeros(1, 4, dtype=torch.float64)
+    assert SignBernoulli(zero).uniform and not SignBernoulli(prior.detach()).uniform
+    torch.testing.assert_close(_SignKL.apply(lam, zero, None, True), _SignKL.apply(lam, zero))
+    assert torch.autograd.gradcheck(lambda x: _SignKL.apply(x, zero, None, True), (lam,))
+    wide = torch.randn(3, 5, 4, dtype=torch.float64, requires_grad=True)
+    formula = torch.tanh(lam) * (lam - wide) - log_two_cosh(lam) + log_two_cosh(wide)
+    torch.testing.assert_close(_SignKL.apply(lam, wide), formula)
+    assert torch.autograd.gradcheck(_SignKL.apply, (lam, wide))
 
 
 def test_kl_in_float32_keeps_its_accuracy_at_large_natural_parameters():
@@ -159,6 +168,8 @@ def test_kl_in_float32_keeps_its_accuracy_at_large_natural_parameters():
     torch.testing.assert_close(fast, exact, rtol=2e-6, atol=2e-6)
     cached = _SignKL.apply(lam_q.float(), lam_p.float(), SignBernoulli(lam_p.float()).log_normalizer)
     torch.testing.assert_close(cached, fast.float(), rtol=0, atol=0)
+    uniform = _SignKL.apply(lam_q.float(), torch.zeros(1), None, True).double()
+    torch.testing.assert_close(uniform, exact[1], rtol=2e-6, atol=2e-6)
 
 
 def test_log_normalizer_is_computed_once_per_distribution():

@@ -100,6 +100,12 @@ class SignBernoulli(_SignBase):
         with torch.no_grad():
             return log_two_cosh(self.natural)
 
+    @lazy_property
+    def uniform(self) -> bool:
+        """Whether every natural parameter is 0 (P(w = +1) = 1/2), checked once per distribution object."""
+        with torch.no_grad():
+            return not bool(self.natural.any())
+
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
@@ -195,29 +201,44 @@ class _RelaxedSign(torch.autograd.Function):
 class _SignKL(torch.autograd.Function):
     """KL(SignBernoulli(lq) || SignBernoulli(lp)) = tanh(lq)(lq - lp) - log2cosh(lq) + log2cosh(lp),
     with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq).  It runs at
-    every online step, so tanh, log 2cosh and 1 - tanh^2 of lq all come from one sigmoid (see
-    :func:`_saturation`), and log2cosh(lp) may come precomputed (``log_normalizer_p``)."""
+    every online step, so it is written in few passes: with a = |lq| and s = sigmoid(-2a) (see
+    :func:`_saturation`), tanh(lq) lq - log2cosh(lq) = log(1 - s) - 2 s a, and the KL is that,
+    minus tanh(lq) lp (skipped for a ``uniform`` prior, lp = 0), plus log2cosh(lp), which may come
+    precomputed (``log_normalizer_p``)."""
 
     @staticmethod
-    def forward(ctx, natural_q: torch.Tensor, natural_p: torch.Tensor, log_normalizer_p=None) -> torch.Tensor:
-        s = _saturation(natural_q)
-        mean_q = torch.mul(s, -2.0).add_(1.0).copysign_(natural_q)
-        difference = natural_q - natural_p
-        ctx.save_for_backward(s, mean_q, difference, natural_p)
+    def forward(
+        ctx, natural_q: torch.Tensor, natural_p: torch.Tensor, log_normalizer_p=None, uniform: bool = False
+    ) -> torch.Tensor:
+        magnitude = torch.abs(natural_q)
+        s = torch.mul(magnitude, -2.0).sigmoid_()
+        kl = torch.neg(s).log1p_().addcmul_(s, magnitude, value=-2.0)
+        shape = torch.broadcast_shapes(natural_q.shape, natural_p.shape)
+        if kl.shape != shape:  # a prior with more dimensions than the posterior
+            kl = kl.expand(shape).contiguous()
+        if not uniform:
+            kl.addcmul_(_mean_from_saturation(s, natural_q), natural_p, value=-1.0)
+        ctx.save_for_backward(s, natural_q, natural_p)
+        ctx.uniform = uniform
         if log_normalizer_p is None:
             log_normalizer_p = log_two_cosh(natural_p)
-        log_normalizer_q = torch.abs(natural_q).sub_(torch.neg(s).log1p_())
-        return torch.mul(mean_q, difference).sub_(log_normalizer_q).add_(log_normalizer_p)
+        return kl.add_(log_normalizer_p)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        s, mean_q, difference, natural_p = ctx.saved_tensors
+        s, natural_q, natural_p = ctx.saved_tensors
         grad_q = grad_p = None
         if ctx.needs_input_grad[0]:
-            grad_q = _reduce_to(torch.mul(_fisher_from_saturation(s), difference).mul_(grad), mean_q)
+            difference = natural_q if ctx.uniform else natural_q - natural_p
+            grad_q = _reduce_to(torch.mul(_fisher_from_saturation(s), difference).mul_(grad), natural_q)
         if ctx.needs_input_grad[1]:
-            grad_p = _reduce_to(grad * (torch.tanh(natural_p) - mean_q), natural_p)
-        return grad_q, grad_p, None
+            grad_p = _reduce_to(grad * (torch.tanh(natural_p) - _mean_from_saturation(s, natural_q)), natural_p)
+        return grad_q, grad_p, None, None
+
+
+def _mean_from_saturation(s: torch.Tensor, natural: torch.Tensor) -> torch.Tensor:
+    """tanh(natural) = sign(natural) (1 - 2s)."""
+    return torch.mul(s, -2.0).add_(1.0).copysign_(natural)
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -231,8 +252,9 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _sign_kl(natural_q: torch.Tensor, p: SignBernoulli) -> torch.Tensor:
-    log_normalizer = None if p.natural.requires_grad else p.log_normalizer
-    return _SignKL.apply(natural_q, p.natural, log_normalizer)
+    if p.natural.requires_grad:  # a learned prior: nothing about it can be kept between steps
+        return _SignKL.apply(natural_q, p.natural)
+    return _SignKL.apply(natural_q, p.natural, p.log_normalizer, p.uniform)
 
 
 @register_kl(SignBernoulli, SignBernoulli)
