@@ -30,6 +30,7 @@ from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference.predict import point_weights
 from bisnn_pyro.inference.rules import DEFAULT_LR
 from bisnn_pyro.inference.training import Trainer
+from bisnn_pyro.models import neurons
 from bisnn_pyro.models.neurons import LIFParameters, input_traces, subtract_refractory_
 from bisnn_pyro.runtime import keep_freed_memory
 
@@ -308,11 +309,45 @@ def scaling(args, device) -> dict[str, float]:
     return result
 
 
+def _recurrence_inputs(device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training-sized layer's drive and input spikes (T = 100, batch 40, 256 units), and a zero."""
+    drive = torch.randn(100, 40, 256, device=device)
+    spikes = (torch.rand(100, 40, 256, device=device) < 0.3).float()
+    return drive, spikes, torch.zeros((), device=device)
+
+
+def recurrence_times(args, device) -> dict[str, float]:
+    """Both recurrences of one training-sized layer as the library runs them (TorchScript) against
+    the same loops run by the Python interpreter: the same operations, so the difference is the
+    interpreter's cost per operation."""
+    params = LIFParameters()
+    a, b, c = params.decays()
+    drive, spikes, zero = _recurrence_inputs(device)
+    threshold = torch.zeros((), device=device)
+
+    def library():
+        subtract_refractory_(drive.clone(), zero, zero, params), input_traces(spikes, zero, zero, params)
+
+    def python():
+        traces, q, potential = torch.empty_like(spikes), torch.zeros_like(spikes[0]), drive.clone()
+        neurons._trace_loop(traces, spikes, torch.zeros_like(q), q, a, b)
+        neurons._refractory_loop(potential, torch.zeros_like(q), q.clone(), torch.empty_like(drive), c, threshold)
+
+    library(), python()
+    runs = [(timed(library, device), timed(python, device)) for _ in range(20)]
+    scripted_ms, python_ms = (1e3 * statistics.median(run[i] for run in runs) for i in range(2))
+    return {
+        "recurrence_library_ms": scripted_ms,
+        "recurrence_python_ms": python_ms,
+        "recurrence_library_over_python": scripted_ms / python_ms,
+    }
+
+
 def compile_check(args, device) -> dict[str, float]:
     """torch.compile of the two element-wise recurrences (written functionally, as the compiler
-    prefers) against the library's eager in-place loops, on one training-sized layer.  (Compiling
-    the in-place loops themselves was slower than eager.)  The compile time depends on the
-    compiler's disk cache: about 75 s cold here, a few seconds warm."""
+    prefers) against the library's loops, on one training-sized layer.  (Compiling the in-place
+    loops themselves was slower than eager.)  The compile time depends on the compiler's disk
+    cache: about 75 s cold here, a few seconds warm."""
     params = LIFParameters()
     a, b, c = params.decays()
 
@@ -332,10 +367,8 @@ def compile_check(args, device) -> dict[str, float]:
             out.append(p)
         return torch.stack(out)
 
-    drive = torch.randn(100, 40, 256, device=device)
-    spikes = (torch.rand(100, 40, 256, device=device) < 0.3).float()
-    zero = torch.zeros((), device=device)
-    eager = median_time(
+    drive, spikes, zero = _recurrence_inputs(device)
+    library = median_time(
         lambda: (subtract_refractory_(drive.clone(), zero, zero, params), input_traces(spikes, zero, zero, params)),
         10,
         device,
@@ -345,7 +378,11 @@ def compile_check(args, device) -> dict[str, float]:
     compiled_potential(drive), compiled_traces(spikes)
     compile_s = time.perf_counter() - start
     compiled = median_time(lambda: (compiled_potential(drive), compiled_traces(spikes)), 10, device)
-    return {"recurrence_eager_ms": 1e3 * eager, "recurrence_compiled_ms": 1e3 * compiled, "compile_s": compile_s}
+    return {
+        "recurrence_compiled_ms": 1e3 * compiled,
+        "compiled_over_library": compiled / library,
+        "compile_s": compile_s,
+    }
 
 
 ROWS = [
@@ -367,6 +404,11 @@ ROWS = [
     ("synaptic_gflops", "ensemble synaptic GFLOP/s"),
     ("matmul_gflops", "matmul GFLOP/s, same shapes"),
     ("matmul_fraction", "ensemble share of matmul throughput"),
+    ("recurrence_library_ms", "one layer's recurrences, TorchScript (ms)"),
+    ("recurrence_python_ms", "  the same loops in Python (ms)"),
+    ("recurrence_library_over_python", "  TorchScript / Python"),
+    ("recurrence_compiled_ms", "  written for torch.compile, compiled (ms)"),
+    ("compiled_over_library", "  torch.compile / TorchScript"),
 ]
 
 
@@ -387,7 +429,7 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     pyro.set_rng_seed(0)
     results: dict[str, object] = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick}
-    sections = [epoch_times, particle_times, pyro_cost, ensemble_times, scaling]
+    sections = [epoch_times, recurrence_times, particle_times, pyro_cost, ensemble_times, scaling]
     if not args.quick:
         sections.append(time_to_accuracy)
     if args.compile or not args.quick:
