@@ -5,7 +5,6 @@ import torch
 from pyro import poutine
 
 from bisnn_pyro.models import BinaryPrior, LIFParameters, SpikingMLP, lif_initial_state, lif_step
-from bisnn_pyro.models import neurons
 from bisnn_pyro.models.surrogates import boxcar, fast_sigmoid, sigmoid, spikes_with_gradient, surrogate
 
 HALF = LIFParameters(tau_mem=1 / math.log(2), tau_syn=1 / math.log(2), tau_ref=1 / math.log(2))
@@ -172,32 +171,6 @@ def test_time_loops_continue_a_sequence_and_agree_in_float32():
         # float32 matmuls over different shapes may sum in different orders; a spike can only flip
         # where the potential sits within rounding of the threshold, which these inputs avoid
         torch.testing.assert_close(out.readouts, whole, rtol=0, atol=1e-4)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_scripted_time_loops_equal_their_python_form_bit_for_bit(dtype):
-    generator = torch.Generator().manual_seed(6)
-    a, b, c = LIFParameters().decays()
-    inputs = (torch.rand(30, 4, 9, generator=generator) < 0.4).to(dtype)
-    drive = torch.randn(30, 4, 9, generator=generator).to(dtype)
-    p, q = torch.rand(2, 4, 9, generator=generator).to(dtype)
-    threshold = torch.tensor(0.1, dtype=dtype)
-    results = []
-    for name in ("traces", "refractory"):
-        assert isinstance(neurons._loop(name), torch.jit.ScriptFunction)  # scripted where TorchScript exists
-    for traces_loop, refractory_loop in (
-        (neurons._loop("traces"), neurons._loop("refractory")),
-        (neurons._trace_loop, neurons._refractory_loop),
-    ):
-        traces, q_after = torch.empty_like(inputs), q.clone()
-        last = traces_loop(traces, inputs, p, q_after, a, b)
-        potential, r, spikes = drive.clone(), p.clone(), torch.empty_like(drive)
-        refractory_loop(potential, r, torch.zeros_like(p), spikes, c, threshold)
-        results.append((traces, last, q_after, potential, r, spikes))
-    assert 0 < results[1][5].mean() < 1  # some neurons fire
-    torch.testing.assert_close(results[1][5], (results[1][3] > threshold).to(dtype), rtol=0, atol=0)
-    for scripted, python in zip(*results):
-        assert torch.equal(scripted, python)
 
 
 @pytest.mark.parametrize("spike, bias", [("sigmoid", False), ("boxcar", False), ("boxcar", True)])

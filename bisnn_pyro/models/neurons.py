@@ -11,21 +11,19 @@ carry a leading sample dimension, and the state broadcasts against it.
 When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
 learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
 one synaptic map over all steps, and :func:`subtract_refractory_` (the only sequential,
-element-wise part).  Both forms compute decay * trace + inflow with the same operation, so they
-round alike.  The two loops through time run as TorchScript functions: the same operations on the
-same kernels, bit for bit, without the Python interpreter's cost per operation, which is most of
-the cost of an operation on one step's small tensors (``PYTORCH_JIT=0`` runs them as Python).
+element-wise part).  Both forms compute decay * trace + inflow as one fused operation, so they
+round alike; the two loops through time run as compiled CPU kernels where they can
+(:mod:`.recurrences`), bit for bit the same.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from functools import cache
 from typing import Callable, NamedTuple
 
 import torch
 
+from .recurrences import refractory_steps, trace_steps
 from .surrogates import SpikeFunction
 
 
@@ -123,8 +121,8 @@ def input_traces(
     shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
     traces = inputs.new_empty((inputs.shape[0], *shape))
     q = q.expand(shape).clone()  # updated in place: one small buffer
-    p = _loop("traces")(traces, inputs, p.expand(shape), q, a, b)
-    return traces, p, q
+    trace_steps(traces, inputs, p, q, a, b)
+    return traces, traces[-1] if len(traces) else p.expand(shape), q
 
 
 @torch.no_grad()
@@ -143,42 +141,5 @@ def subtract_refractory_(
     shape = drive.shape[1:]
     r = r.expand(shape).clone()
     spikes = torch.empty_like(drive)
-    threshold = drive.new_tensor(params.threshold)  # a Python number would be converted at every call
-    _loop("refractory")(drive, r, s.expand(shape).to(drive.dtype), spikes, c, threshold)
+    refractory_steps(drive, r, s.to(drive.dtype), spikes, c, params.threshold)
     return spikes, r
-
-
-def _trace_loop(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: float, b: float):
-    """Writes P of every step into ``traces`` (T, ...), updating ``q`` in place; returns the last P."""
-    for t in range(traces.shape[0]):
-        p = torch.add(q, p, alpha=a, out=traces[t])  # leak(p, a, q)
-        torch.add(inputs[t], q, alpha=b, out=q)  # leak(q, b, inputs[t])
-    return p
-
-
-def _refractory_loop(
-    drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, spikes: torch.Tensor, c: float, threshold: torch.Tensor
-):
-    """Turns ``drive`` (T, ...) into U = drive - R in place and writes the spikes of every step into
-    ``spikes``, from the spikes ``s`` before the first step, updating ``r`` in place."""
-    for t in range(drive.shape[0]):
-        torch.add(s, r, alpha=c, out=r)  # leak(r, c, s)
-        # the same decisions as spike(U - threshold): IEEE subtraction gives zero only for equal
-        # operands, so x - y > 0 exactly when x > y
-        s = torch.gt(drive[t].sub_(r), threshold, out=spikes[t])
-
-
-_LOOPS = {"traces": _trace_loop, "refractory": _refractory_loop}
-
-
-@cache
-def _loop(name: str) -> Callable:
-    """The named loop as a TorchScript function, or as Python where TorchScript is unavailable (it
-    is deprecated in recent PyTorch, and a later release may remove it)."""
-    loop = _LOOPS[name]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(loop)
-    except Exception:  # any failure to script leaves the same arithmetic in Python
-        return loop
