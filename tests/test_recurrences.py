@@ -20,7 +20,7 @@ def _both(function, *tensors):
             function(*copies)
         else:
             with pytest.MonkeyPatch.context() as patch:
-                patch.setattr(recurrences, "_native_kernels", lambda tensor: None)
+                patch.setattr(recurrences, "_native_kernels", lambda *tensors: None)
                 function(*copies)
         results.append(copies)
     return results
@@ -32,6 +32,7 @@ def test_numba_kernels_are_used_on_cpu_floats_only():
     assert recurrences._native_kernels(torch.zeros(2, dtype=torch.float64)) is not None
     assert recurrences._native_kernels(torch.zeros(2, dtype=torch.float16)) is None
     assert recurrences._native_kernels(torch.zeros(2, requires_grad=True)) is None
+    assert recurrences._native_kernels(torch.zeros(2), torch.zeros(2, dtype=torch.float64)) is None
 
 
 def test_without_numba_the_pytorch_loops_run(monkeypatch):
@@ -86,7 +87,7 @@ def test_refractory_recurrence_reads_a_time_first_view_of_sample_first_memory():
         drive = memory.clone().movedim(1, 0)  # (T, S, B, units), not contiguous
         with pytest.MonkeyPatch.context() as patch:
             if not native:
-                patch.setattr(recurrences, "_native_kernels", lambda tensor: None)
+                patch.setattr(recurrences, "_native_kernels", lambda *tensors: None)
             spikes, r = subtract_refractory_(drive, torch.zeros(()), torch.zeros(()), params)
         results.append((drive, spikes, r))
     for mine, theirs in zip(*results):

@@ -25,7 +25,7 @@ def trace_steps(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: 
     """Writes P[t] = a P[t-1] + Q[t-1] of every step into ``traces`` (T, ...), from ``p`` before the
     first step, with Q[t] = b Q[t-1] + inputs[t] updated in ``q`` (a buffer of the traces' step
     shape); ``inputs`` broadcasts to ``traces``."""
-    kernels = _native_kernels(traces)
+    kernels = _native_kernels(traces, inputs, p, q)
     if kernels is None or traces.shape[0] == 0 or not q.is_contiguous():
         return _trace_loop(traces, inputs, p.expand_as(q), q, a, b)
     dtype = _numpy_dtype(traces)
@@ -42,7 +42,7 @@ def refractory_steps(
     """Turns ``drive`` (T, ...) into U = drive - R in place and writes the spikes U > threshold of
     every step into ``spikes`` (laid out like ``drive``), where R[t] = c R[t-1] + S[t-1] is updated
     in ``r`` (a contiguous buffer of the step shape) from the spikes ``s`` before the first step."""
-    kernels = _native_kernels(drive)
+    kernels = _native_kernels(drive, r, s)
     blocks = _time_blocks(drive, spikes) if kernels is not None and r.is_contiguous() else None
     if blocks is None:
         return _refractory_loop(drive, r, s.expand_as(r), spikes, c, drive.new_tensor(threshold))
@@ -81,9 +81,12 @@ def _numpy_dtype(tensor: torch.Tensor) -> type:
     return np.float32 if tensor.dtype == torch.float32 else np.float64
 
 
-def _native_kernels(tensor: torch.Tensor) -> tuple[Callable, Callable] | None:
-    """The compiled kernels where they apply to ``tensor``, else None."""
+def _native_kernels(tensor: torch.Tensor, *others: torch.Tensor) -> tuple[Callable, Callable] | None:
+    """The compiled kernels where they apply: ``tensor`` on the CPU, of a native dtype, without
+    gradient, and ``others`` of its dtype (mixed dtypes would promote differently); else None."""
     if tensor.device.type != "cpu" or tensor.dtype not in NATIVE_DTYPES or tensor.requires_grad:
+        return None
+    if any(other.dtype != tensor.dtype for other in others):
         return None
     return _compiled()
 
