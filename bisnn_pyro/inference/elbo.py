@@ -20,6 +20,8 @@ from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 
+from ..models.shapes import broadcast_shape
+
 
 class MeanFieldELBO(TraceMeanField_ELBO):
     """``TraceMeanField_ELBO`` (same arguments, loss and gradients) that leaves unscored the
@@ -84,9 +86,9 @@ def _with_log_prob_shape(site: dict) -> dict:
     if "log_prob" in site:
         return site
     fn, value = site["fn"], site["value"]
-    shape = torch.broadcast_shapes(fn.batch_shape, value.shape[: value.dim() - len(fn.event_shape)])
+    shape = broadcast_shape(fn.batch_shape, value.shape[: value.dim() - len(fn.event_shape)])
     if torch.is_tensor(site["mask"]):
-        shape = torch.broadcast_shapes(shape, site["mask"].shape)
+        shape = broadcast_shape(shape, site["mask"].shape)
     return {**site, "log_prob": torch.empty(shape, device="meta")}
 
 

@@ -16,6 +16,8 @@ from torch.distributions.kl import register_kl
 from torch.distributions.utils import lazy_property
 from torch.nn.functional import logsigmoid
 
+from .shapes import broadcast_shape
+
 
 def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
     """log(2 cosh x), stable for large |x|."""
@@ -213,7 +215,7 @@ class _SignKL(torch.autograd.Function):
         magnitude = torch.abs(natural_q)
         s = torch.mul(magnitude, -2.0).sigmoid_()
         kl = torch.neg(s).log1p_().addcmul_(s, magnitude, value=-2.0)
-        shape = torch.broadcast_shapes(natural_q.shape, natural_p.shape)
+        shape = broadcast_shape(natural_q.shape, natural_p.shape)
         if kl.shape != shape:  # a prior with more dimensions than the posterior
             kl = kl.expand(shape).contiguous()
         if not uniform:

@@ -24,6 +24,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from .recurrences import refractory_steps, trace_steps
+from .shapes import broadcast_shape
 from .surrogates import SpikeFunction
 
 
@@ -106,7 +107,7 @@ def lif_step_(
 
 def owned_state(state: LIFState, inputs: torch.Tensor) -> LIFState:
     """A copy of ``state`` whose p and q have the full shape of ``inputs`` (for :func:`lif_step_`)."""
-    shape = torch.broadcast_shapes(state.p.shape, inputs.shape)
+    shape = broadcast_shape(state.p.shape, inputs.shape)
     return LIFState(state.p.expand(shape).clone(), state.q.expand(shape).clone(), state.r.clone(), state.s.clone())
 
 
@@ -118,7 +119,7 @@ def input_traces(
     the first step; returns (P of shape (T, ...), p and q after the last step).  No gradient: the
     inputs of a locally learning layer are detached."""
     a, b, _ = params.decays()
-    shape = torch.broadcast_shapes(inputs.shape[1:], p.shape, q.shape)
+    shape = broadcast_shape(inputs.shape[1:], p.shape, q.shape)
     traces = inputs.new_empty((inputs.shape[0], *shape))
     q = q.expand(shape).clone()  # updated in place: one small buffer
     trace_steps(traces, inputs, p, q, a, b)
