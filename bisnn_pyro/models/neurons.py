@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .recurrences import refractory_steps, trace_steps
+from .recurrences import leak, refractory_steps, trace_steps
 from .shapes import broadcast_shape
 from .surrogates import SpikeFunction
 
@@ -57,11 +57,6 @@ def lif_initial_state(inputs: torch.Tensor) -> LIFState:
     """A resting state for inputs shaped like ``inputs``; r and s broadcast to any output shape."""
     zero = inputs.new_zeros(())
     return LIFState(torch.zeros_like(inputs), torch.zeros_like(inputs), zero, zero)
-
-
-def leak(trace: torch.Tensor, decay: float, inflow: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """decay * trace + inflow, as one fused operation."""
-    return torch.add(inflow, trace, alpha=decay, out=out)
 
 
 def lif_step(

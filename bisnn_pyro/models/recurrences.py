@@ -21,6 +21,12 @@ import torch
 NATIVE_DTYPES = (torch.float32, torch.float64)
 
 
+def leak(trace: torch.Tensor, decay: float, inflow: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """decay * trace + inflow, as one fused operation: the step loop (:mod:`.neurons`), the PyTorch
+    loops below and the kernels all compute it so, and round alike."""
+    return torch.add(inflow, trace, alpha=decay, out=out)
+
+
 def trace_steps(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: float, b: float):
     """Writes P[t] = a P[t-1] + Q[t-1] of every step into ``traces`` (T, ...), from ``p`` before the
     first step, with Q[t] = b Q[t-1] + inputs[t] updated in ``q`` (a buffer of the traces' step
@@ -130,10 +136,10 @@ def _refractory_kernel(drive, r, s, spikes, c, threshold):
 
 
 def _trace_loop(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: float, b: float):
-    """:func:`trace_steps` as PyTorch operations (``leak`` of :mod:`.neurons`, written out)."""
+    """:func:`trace_steps` as PyTorch operations."""
     for trace, step_inputs in zip(traces.unbind(), inputs.unbind()):
-        p = torch.add(q, p, alpha=a, out=trace)
-        torch.add(step_inputs, q, alpha=b, out=q)
+        p = leak(p, a, q, out=trace)
+        leak(q, b, step_inputs, out=q)
 
 
 def _refractory_loop(
@@ -142,7 +148,7 @@ def _refractory_loop(
     """:func:`refractory_steps` as PyTorch operations; ``threshold`` a 0-dim tensor (a Python number
     would be converted at every step)."""
     for step_drive, step_spikes in zip(drive.unbind(), spikes.unbind()):
-        torch.add(s, r, alpha=c, out=r)
+        leak(r, c, s, out=r)
         # the same decisions as spike(U - threshold): IEEE subtraction gives zero only for equal
         # operands, so x - y > 0 exactly when x > y
         s = torch.gt(step_drive.sub_(r), threshold, out=step_spikes)
