@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from bisnn_pyro.models import LIFParameters, native, recurrences
+from bisnn_pyro.models import LIFParameters, recurrences
 from bisnn_pyro.models.neurons import input_traces, subtract_refractory_
 
 A, B, C = LIFParameters().decays()
@@ -14,9 +14,9 @@ A, B, C = LIFParameters().decays()
 def _both(function, *tensors):
     """``function`` on copies of ``tensors``, once compiled and once as PyTorch loops."""
     results = []
-    for compiled in (True, False):
+    for native in (True, False):
         copies = [t.clone() for t in tensors]
-        if compiled:
+        if native:
             function(*copies)
         else:
             with pytest.MonkeyPatch.context() as patch:
@@ -27,7 +27,7 @@ def _both(function, *tensors):
 
 
 def test_numba_kernels_are_used_on_cpu_floats_only():
-    assert native.compiled(recurrences._trace_kernel) is not None  # numba is a dependency
+    assert recurrences._compiled() is not None  # numba is a dependency
     assert recurrences._native_kernels(torch.zeros(2)) is not None
     assert recurrences._native_kernels(torch.zeros(2, dtype=torch.float64)) is not None
     assert recurrences._native_kernels(torch.zeros(2, dtype=torch.float16)) is None
@@ -37,14 +37,14 @@ def test_numba_kernels_are_used_on_cpu_floats_only():
 
 def test_without_numba_the_pytorch_loops_run(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
-    native.compiled.cache_clear()
+    recurrences._compiled.cache_clear()
     try:
         assert recurrences._native_kernels(torch.zeros(2)) is None
         traces, p, q = input_traces(torch.ones(4, 3), torch.zeros(()), torch.zeros(()), LIFParameters())
         assert traces[0].tolist() == [0.0] * 3 and traces[1].tolist() == [1.0] * 3
         assert torch.equal(p, traces[-1]) and q.shape == (3,)
     finally:
-        native.compiled.cache_clear()
+        recurrences._compiled.cache_clear()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -83,10 +83,10 @@ def test_refractory_recurrence_reads_a_time_first_view_of_sample_first_memory():
     memory = torch.randn(3, 20, 5, 7, generator=generator)
     params = LIFParameters(threshold=0.05)
     results = []
-    for compiled in (True, False):
+    for native in (True, False):
         drive = memory.clone().movedim(1, 0)  # (T, S, B, units), not contiguous
         with pytest.MonkeyPatch.context() as patch:
-            if not compiled:
+            if not native:
                 patch.setattr(recurrences, "_native_kernels", lambda *tensors: None)
             spikes, r = subtract_refractory_(drive, torch.zeros(()), torch.zeros(()), params)
         results.append((drive, spikes, r))

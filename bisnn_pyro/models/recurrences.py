@@ -12,12 +12,13 @@ vectorised kernels compute it, so the same bits (tested against the PyTorch loop
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Callable
 
 import numpy as np
 import torch
 
-from . import native
+NATIVE_DTYPES = (torch.float32, torch.float64)
 
 
 def leak(trace: torch.Tensor, decay: float, inflow: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -33,12 +34,12 @@ def trace_steps(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: 
     kernels = _native_kernels(traces, inputs, p, q)
     if kernels is None or traces.shape[0] == 0 or not q.is_contiguous():
         return _trace_loop(traces, inputs, p.expand_as(q), q, a, b)
-    dtype = native.numpy_dtype(traces)
+    dtype = _numpy_dtype(traces)
     steps, missing = traces.shape[0], traces.dim() - inputs.dim()  # inputs broadcast from the right, after T
     aligned = inputs.reshape(steps, *(1,) * missing, *inputs.shape[1:]).expand_as(traces)
     flat_inputs = aligned.reshape(steps, -1)  # a view, or one copy of a strided or broadcast input
     p = p.expand_as(q).clone(memory_format=torch.contiguous_format)  # the kernel moves it on
-    kernels[0](native.rows(traces), native.rows(flat_inputs), native.flat(p), native.flat(q), dtype(a), dtype(b))
+    kernels[0](_rows(traces), _rows(flat_inputs), _flat(p), _flat(q), dtype(a), dtype(b))
 
 
 def refractory_steps(
@@ -51,32 +52,65 @@ def refractory_steps(
     blocks = _time_blocks(drive, spikes) if kernels is not None and r.is_contiguous() else None
     if blocks is None:
         return _refractory_loop(drive, r, s.expand_as(r), spikes, c, drive.new_tensor(threshold))
-    dtype, before = native.numpy_dtype(drive), s.expand_as(r).clone(memory_format=torch.contiguous_format)
+    dtype, before = _numpy_dtype(drive), s.expand_as(r).clone(memory_format=torch.contiguous_format)
     states = [(r, before)] if len(blocks) == 1 else list(zip(r.unbind(0), before.unbind(0)))
     for (drive_block, spikes_block), (r_block, s_block) in zip(blocks, states):
-        kernels[1](drive_block, native.flat(r_block), native.flat(s_block), spikes_block, dtype(c), dtype(threshold))
+        kernels[1](drive_block, _flat(r_block), _flat(s_block), spikes_block, dtype(c), dtype(threshold))
 
 
 def _time_blocks(drive: torch.Tensor, spikes: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """``drive`` and ``spikes`` (T, ...) as C-contiguous (T, M) arrays: one block, or one per index of
     the second dimension (a time-first view of sample-first memory); None for any other layout."""
     if drive.is_contiguous() and spikes.is_contiguous():
-        return [(native.rows(drive), native.rows(spikes))]
+        return [(_rows(drive), _rows(spikes))]
     if drive.dim() < 3:
         return None
     pairs = list(zip(drive.unbind(1), spikes.unbind(1)))
     if not all(d.is_contiguous() and s.is_contiguous() for d, s in pairs):
         return None
-    return [(native.rows(d), native.rows(s)) for d, s in pairs]
+    return [(_rows(d), _rows(s)) for d, s in pairs]
+
+
+def _rows(tensor: torch.Tensor) -> np.ndarray:
+    """A contiguous (T, ...) tensor as a (T, M) array sharing its memory."""
+    return tensor.detach().view(tensor.shape[0], -1).numpy()
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    """A contiguous tensor as a 1-D array sharing its memory."""
+    return tensor.detach().view(-1).numpy()
+
+
+def _numpy_dtype(tensor: torch.Tensor) -> type:
+    """The numpy scalar type of ``tensor``: the decays must be of the arrays' precision, or numba
+    would compute in float64 and round differently from PyTorch."""
+    return np.float32 if tensor.dtype == torch.float32 else np.float64
 
 
 def _native_kernels(tensor: torch.Tensor, *others: torch.Tensor) -> tuple[Callable, Callable] | None:
-    """(trace kernel, refractory kernel) where they apply to these tensors (see
-    :func:`.native.applies`); else None."""
-    if not native.applies(tensor, *others):
+    """The compiled kernels where they apply: ``tensor`` on the CPU, of a native dtype, without
+    gradient, and ``others`` of its dtype (mixed dtypes would promote differently); else None."""
+    if tensor.device.type != "cpu" or tensor.dtype not in NATIVE_DTYPES or tensor.requires_grad:
         return None
-    kernels = native.compiled(_trace_kernel), native.compiled(_refractory_kernel)
-    return None if None in kernels else kernels
+    if any(other.dtype != tensor.dtype for other in others):
+        return None
+    return _compiled()
+
+
+@cache
+def _compiled() -> tuple[Callable, Callable] | None:
+    """(trace kernel, refractory kernel) compiled by numba on first use (about 1.5 s; numba keeps
+    them on disk for the next process), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    # 'contract' lets LLVM fuse x * decay + y into one multiply-add, as PyTorch's kernels do
+    try:
+        kernels = [numba.njit(cache=True, fastmath={"contract"})(k) for k in (_trace_kernel, _refractory_kernel)]
+    except RuntimeError:  # no writable cache folder for this file: compile in every process
+        kernels = [numba.njit(fastmath={"contract"})(k) for k in (_trace_kernel, _refractory_kernel)]
+    return kernels[0], kernels[1]
 
 
 def _trace_kernel(traces, inputs, p, q, a, b):

@@ -20,7 +20,6 @@ from .neurons import (
     owned_state,
     subtract_refractory_,
 )
-from .readouts import random_sign_readout, readout, surrogate_readout
 from .surrogates import SpikeFunction, spikes_with_gradient, surrogate
 
 
@@ -32,6 +31,11 @@ class SNNOutput(NamedTuple):
     readouts: torch.Tensor
     state: list[LIFState]
     spike_counts: torch.Tensor
+
+
+def random_sign_readout(num_classes: int, fan_in: int, generator: torch.Generator) -> torch.Tensor:
+    """A fixed random +-1 readout matrix (classes, fan_in)."""
+    return torch.randint(0, 2, (num_classes, fan_in), generator=generator).float() * 2.0 - 1.0
 
 
 class DecolleNetwork(PyroModule):
@@ -130,15 +134,10 @@ class DecolleNetwork(PyroModule):
         layer after a convolution reads the (C, H, W) spikes as one vector."""
         return [dims if isinstance(layer, BinaryLinear) else 1 for layer, dims in zip(self.layers, self._input_dims(x))]
 
-    def _readout(self, index: int, outputs: torch.Tensor, potential: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of layer ``index``'s readout; with ``potential``, ``outputs`` are the spikes
-        ``potential > 0`` decided without gradient, and the logits carry the surrogate's gradient
-        to ``potential``."""
-        matrix, scale = getattr(self, f"readout_{index}"), self.readout_scales[index]
+    def _readout(self, index: int, outputs: torch.Tensor) -> torch.Tensor:
         features = len(self.output_shapes[index])
-        if potential is None:
-            return readout(outputs, matrix, scale, features)
-        return surrogate_readout(self.spike, potential, outputs, matrix, scale, features)
+        flat = outputs.flatten(-features) if features > 1 else outputs
+        return torch.matmul(flat, getattr(self, f"readout_{index}").t()) * self.readout_scales[index]
 
     def _pool(self, index: int, spikes: torch.Tensor) -> torch.Tensor:
         return max_pool(spikes, self.pools[index]) if self.pools[index] > 1 else spikes
@@ -187,14 +186,10 @@ class DecolleNetwork(PyroModule):
             potential = _time_first(drive, steps, features)
             # the spikes decided in the recurrence, with the surrogate gradient of U - threshold
             u = potential - self.neuron.threshold if self.neuron.threshold else potential
-            if self.pools[index] > 1:
-                outputs = self._pool(index, spikes_with_gradient(self.spike, u, decided))
-                logits = self._readout(index, outputs)
-            else:  # the readout's backward can then go to U without building the spikes' gradient
-                outputs = decided
-                logits = self._readout(index, decided, potential=u)
-            readouts.append(logits.movedim(0, -2))
-            counts.append(decided.flatten(-features - 1).sum((0, -1)))
+            spikes = spikes_with_gradient(self.spike, u, decided)
+            outputs = self._pool(index, spikes)
+            readouts.append(self._readout(index, outputs).movedim(0, -2))
+            counts.append(spikes.detach().flatten(-features - 1).sum((0, -1)))
             states[index] = LIFState(p, q, r, decided[-1].clone())  # not a view pinning every step's spikes
             inputs = outputs.detach()
         return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))

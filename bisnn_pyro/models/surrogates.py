@@ -61,9 +61,7 @@ def spikes_with_gradient(spike: SpikeFunction, u: torch.Tensor, spikes: torch.Te
 def boxcar(width: float = 0.5) -> SpikeFunction:
     """Derivative 1 on |u| < width, 0 elsewhere (the BiSNN paper's choice)."""
     # hardtanh's backward is this gradient (grad where -width < u < width, else 0) in one pass
-    spike = _spike_with_backward(lambda u, grad: torch.ops.aten.hardtanh_backward(grad, u, -width, width))
-    spike.surrogate_window = (-width, width)  # lets a readout fuse its backward (see .readouts)
-    return spike
+    return _spike_with_backward(lambda u, grad: torch.ops.aten.hardtanh_backward(grad, u, -width, width))
 
 
 def sigmoid(slope: float = 4.0) -> SpikeFunction:
