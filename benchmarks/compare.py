@@ -7,7 +7,9 @@ Imports the package as it is in the working tree and, side by side, as it was at
 package uses relative imports only, so both load at once).  Builds the default two-moons run with
 each, then alternates one piece of work and prints the minimum and median time of each and their
 ratios: a training step of either schedule on the same minibatch (online: the whole 90-step
-sequence), or the K = 10 ensemble over the test set with the same ten weight draws.
+sequence), or the K = 10 ensemble over the test set with the same ten weight draws.  On a noisy
+machine, effects of a few per cent need hundreds of repeats (``--repeats 500`` of the sequence step
+take about half a minute); a few dozen can point either way.
 """
 
 from __future__ import annotations
