@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         "--engine",
         choices=ENGINES,
         default=defaults.engine,
-        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; auto: direct where the rule allows",
+        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; fused: the online steps of "
+        "rule bayes in a few compiled passes; auto: fused where it applies, else direct where the rule allows",
     )
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(

@@ -76,7 +76,7 @@ class ExperimentConfig:
     train_size: int = 200
     test_size: int = 1000
     data_seed: int = 0
-    engine: str = "auto"  # svi, direct, or auto (direct where the rule allows it)
+    engine: str = "auto"  # svi, direct, fused, or auto (fused for bayes online, else direct where the rule allows it)
     device: str = "cpu"  # cpu, cuda, cuda:1, ...
 
     def __post_init__(self):
@@ -119,6 +119,10 @@ class ExperimentConfig:
                 self.engine != "direct" or self.rule in DIRECT_RULES,
                 f"--engine direct evaluates the ELBOs of the rules {', '.join(DIRECT_RULES)}; "
                 f"use --engine svi for rule {self.rule!r}",
+            ),
+            (
+                self.engine != "fused" or (self.rule == "bayes" and self.schedule == "online"),
+                "--engine fused takes the online schedule's steps of rule bayes; use --schedule online --rule bayes",
             ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
@@ -232,18 +236,21 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
     bsnn.to(config.device)
     in_memory = isinstance(train, SpikeDataset)
-    trainer = Trainer(
-        bsnn,
-        rule.optim,
-        rule.loss,
-        train.x if in_memory else train,
-        train.y if in_memory else None,
-        batch_size=config.batch_size,
-        schedule=config.schedule,
-        seed=config.seed,
-        engine=config.engine,
-        device=config.device,
-    )
+    try:
+        trainer = Trainer(
+            bsnn,
+            rule.optim,
+            rule.loss,
+            train.x if in_memory else train,
+            train.y if in_memory else None,
+            batch_size=config.batch_size,
+            schedule=config.schedule,
+            seed=config.seed,
+            engine=config.engine,
+            device=config.device,
+        )
+    except ValueError as error:  # an engine that cannot run this configuration says why
+        raise ConfigError(f"--engine {config.engine}: {error}") from None
     return bsnn, trainer
 
 

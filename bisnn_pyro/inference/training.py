@@ -7,8 +7,10 @@ T - burn_in steps, so one online sequence optimises the same total objective as 
 
 ``engine``: ``"svi"`` steps through Pyro's ``SVI``; ``"direct"`` evaluates the same ELBO without
 tracing (:mod:`.direct`): the same draws, loss and gradients, without the tracing's cost (a few
-milliseconds a step: most of a small online step, 10-20 % of a sequence step); ``"auto"`` takes
-``"direct"`` when the rule allows it and ``"svi"`` otherwise.
+milliseconds a step: most of a small online step, 10-20 % of a sequence step); ``"fused"`` takes
+the online schedule's steps of the ``bayes`` rule in a few compiled passes (:mod:`.fused`: the same
+loss and update for the same uniforms, from its own uniforms); ``"auto"`` takes ``"fused"`` for
+the online schedule where it applies, else ``"direct"`` when the rule allows it, else ``"svi"``.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from tqdm.auto import tqdm
 from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
+from .fused import FusedOnline
 
 SCHEDULES = ("sequence", "online")
-ENGINES = ("auto", "svi", "direct")
+ENGINES = ("auto", "svi", "direct", "fused")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -91,16 +94,25 @@ class Trainer:
         self.bsnn, self.optim, self.loss, self.x, self.y = bsnn, optim, loss, x, y
         self.num_workers = num_workers
         self.batch_size, self.schedule = batch_size, schedule
+        if engine == "fused" and schedule != "online":
+            raise ValueError("the fused engine takes the online schedule's steps; use schedule='online'")
+        self.device = None if device is None else torch.device(device)
         self.svi = SVI(bsnn.model, bsnn.guide_fn, optim, loss)
-        self.direct = None
-        if engine in ("direct", "auto"):
+        self.direct = self.fused = None
+        on_cpu = self.device is None or self.device.type == "cpu"
+        if engine == "fused" or (engine == "auto" and schedule == "online" and on_cpu):
+            try:
+                self.fused = FusedOnline(bsnn, optim, loss)
+            except ValueError:
+                if engine == "fused":
+                    raise
+        if engine in ("direct", "auto") and self.fused is None:
             try:
                 self.direct = DirectSVI(DirectELBO.for_loss(bsnn, loss), optim)
             except ValueError:
                 if engine == "direct":
                     raise
-        self.engine = "direct" if self.direct is not None else "svi"
-        self.device = None if device is None else torch.device(device)
+        self.engine = "fused" if self.fused is not None else "direct" if self.direct is not None else "svi"
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
 
@@ -125,6 +137,8 @@ class Trainer:
         burn_in = self.bsnn.likelihood.burn_in
         steps = xb.shape[1]
         kl_scale = 1.0 / max(steps - burn_in, 1)
+        if self.fused is not None:
+            return self.fused.sequence(xb, yb, kl_scale)
         carry: dict = {}
         state, total = None, 0.0
         for t in range(steps):
