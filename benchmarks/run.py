@@ -74,6 +74,11 @@ def epoch_times(args, device) -> dict[str, float]:
         "epoch_s_online": median_time(online.run_epoch, 1 if args.quick else 2, device),
         "online_engine": online.engine,
     }
+    direct = Trainer(
+        bsnn, trainer.optim, trainer.loss, train.x, train.y, schedule="online", engine="direct", device=device
+    )
+    direct.run_epoch()
+    result["epoch_s_online_direct"] = median_time(direct.run_epoch, 1 if args.quick else 2, device)
     if not args.quick:
         svi = Trainer(bsnn, trainer.optim, trainer.loss, train.x, train.y, schedule="online", engine="svi")
         result["epoch_s_online_svi"] = timed(svi.run_epoch, device)
@@ -400,6 +405,7 @@ ROWS = [
     ("epoch_s_online", "online epoch (s)"),
     ("online_uniforms_s", "  its weight draws' uniforms alone (s)"),
     ("online_relaxed_draws_s", "  its relaxed weight draws alone (s)"),
+    ("epoch_s_online_direct", "online epoch through the direct engine (s)"),
     ("epoch_s_online_svi", "online epoch through SVI (s)"),
     ("epoch_s_particles4", "sequence epoch, 4 particles (s)"),
     ("particles4_over_1", "  4 particles / 1 particle"),
