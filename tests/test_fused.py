@@ -125,16 +125,18 @@ def test_fused_uniforms_are_uniform_and_keyed():
     assert abs(np.corrcoef(u, other)[0, 1]) < 4.0 / math.sqrt(n)
 
 
-def test_fused_draw_is_the_relaxed_sign_of_its_uniforms():
-    lam = torch.linspace(-9.0, 9.0, 5001)
-    for temperature in (0.5, 0.7):
-        weight, u = np.empty(lam.numel(), np.float32), np.empty(lam.numel(), np.float32)
-        fused_kernels.draw(
-            lam.numpy(), np.uint64(99), np.uint64(7), np.float32(1 / temperature), np.float32(0.25), weight
-        )
-        fused_kernels.uniforms(np.uint64(99), np.uint64(7), u)
-        expected = 0.25 * torch.tanh((lam.double() + 0.5 * torch.logit(torch.from_numpy(u).double())) / temperature)
-        torch.testing.assert_close(torch.from_numpy(weight).double(), expected, rtol=0, atol=3e-7)
+@pytest.mark.parametrize(
+    "temperature, kernel",
+    [(0.7, "draw"), (0.5, "draw"), (0.5, "draw_reciprocal_temperature"), (1.0, "draw_reciprocal_temperature")],
+)
+def test_fused_draw_is_the_relaxed_sign_of_its_uniforms(temperature, kernel):
+    lam = torch.linspace(-10.0, 10.0, 5001)
+    weight, u = np.empty(lam.numel(), np.float32), np.empty(lam.numel(), np.float32)
+    draw = getattr(fused_kernels, kernel)
+    draw(lam.numpy(), np.uint64(99), np.uint64(7), np.float32(1 / temperature), np.float32(0.25), weight)
+    fused_kernels.uniforms(np.uint64(99), np.uint64(7), u)
+    expected = 0.25 * torch.tanh((lam.double() + 0.5 * torch.logit(torch.from_numpy(u).double())) / temperature)
+    torch.testing.assert_close(torch.from_numpy(weight).double(), expected, rtol=0, atol=3e-7)
 
 
 def test_fused_resumes_where_it_stopped(tmp_path):

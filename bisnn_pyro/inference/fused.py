@@ -196,12 +196,13 @@ class FusedOnline:
         a, b, c = (np.float32(decay) for decay in net.neuron.decays())
         threshold, width = np.float32(net.neuron.threshold), np.float32(net.spike.boxcar_width)
         inv_temperature = np.float32(1.0 / self.bsnn.guide.temperature)
+        draw = k.draw_reciprocal_temperature if inv_temperature in (1.0, 2.0) else k.draw
         logits = np.empty(net.num_classes, np.float32)
         keys = torch.randint(-(2**63), 2**63 - 1, (steps,), dtype=torch.int64).numpy().view(np.uint64)
         total = 0.0
         for t in range(steps):
             for layer, first in zip(self.layers, self.offsets):
-                k.draw(layer.flat_natural, keys[t], first, inv_temperature, layer.scale, layer.flat_weight)
+                draw(layer.flat_natural, keys[t], first, inv_temperature, layer.scale, layer.flat_weight)
             layer_input = inputs[t].ravel()
             for layer, step in zip(self.layers, steppers):
                 k.advance_traces(layer.flat_p, layer.flat_q, layer.flat_r, layer.flat_s, layer_input, a, b, c)

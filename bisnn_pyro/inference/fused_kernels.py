@@ -137,6 +137,19 @@ def draw(natural, key, first, inv_temperature, scale, weight):
         weight[i] = scale * _relaxed_sign(natural[i], u, inv_temperature)
 
 
+@numba.njit(**_JIT)
+def draw_reciprocal_temperature(natural, key, first, inv_temperature, scale, weight):
+    """:func:`draw` for tau = 1 or 1/2 (``inv_temperature`` 1 or 2), without a logarithm:
+    2 sigmoid((2 lam + logit u) / tau) - 1 = 2 / (1 + exp(-2 lam / tau) ((1 - u) / u)**(1 / tau)) - 1,
+    a power one multiplication away: about half the time of :func:`draw` here."""
+    two = inv_temperature == float32(2.0)
+    for i in range(natural.size):
+        u = uniform32(key, first + uint64(i))
+        odds = (float32(1.0) - u) / u  # within [3e-8, 3.4e7]: its square times exp(-4 lam) stays finite
+        e = exp32(float32(-2.0) * inv_temperature * natural[i]) * odds * (odds if two else float32(1.0))
+        weight[i] = scale * (float32(2.0) / (float32(1.0) + e) - float32(1.0))
+
+
 @numba.njit(**_CONTRACT)
 def advance_traces(p, q, r, s, inputs, a, b, c):
     """P = a P + Q and Q = b Q + inputs (the input's shape); R = c R + S (the output's)."""
