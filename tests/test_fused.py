@@ -190,3 +190,13 @@ def test_fused_engine_on_the_command_line_configuration():
     train, _ = load_data(config)
     with pytest.raises(ConfigError, match="boxcar"):
         build(config, train)
+
+
+def test_fused_refuses_inputs_and_labels_it_would_misread():
+    x, y = _data()
+    bsnn, rule = _model(x)
+    fused = FusedOnline(bsnn, rule.optim, rule.loss)
+    with pytest.raises(ValueError, match="input features"):
+        fused.sequence(x[..., :10], y, 0.1)
+    with pytest.raises(ValueError, match="labels in"):
+        fused.sequence(x, y + 2, 0.1)

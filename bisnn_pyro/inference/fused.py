@@ -119,14 +119,20 @@ class FusedOnline:
 
         self.kernels = fused_kernels
         self.bsnn, self.optim = bsnn, optim
-        net = bsnn.net
-        naturals = bsnn.guide.natural()
-        self.layers = []
-        for index, layer in enumerate(net.layers):
-            readout = getattr(net, f"readout_{index}")
-            natural = naturals[f"layers.{index}.weight"]
-            self.layers.append(_Layer(natural, readout, net.readout_scales[index], layer.scale))
+        self.layers = self._layers()
         self.offsets = np.cumsum([0] + [layer.natural.numel() for layer in self.layers]).astype(np.uint64)
+
+    def _layers(self) -> list[_Layer]:
+        """Views of the parameters as they are now (a loaded state dict or a moved model may have
+        replaced the tensors), with the prior's natural parameters."""
+        net, naturals, priors = self.bsnn.net, self.bsnn.guide.natural(), self.bsnn.prior_distributions()
+        layers = []
+        for index, layer in enumerate(net.layers):
+            name = f"layers.{index}.weight"
+            made = _Layer(naturals[name], getattr(net, f"readout_{index}"), net.readout_scales[index], layer.scale)
+            made.set_prior(getattr(priors[name], "base_dist", priors[name]).natural)
+            layers.append(made)
+        return layers
 
     def _optimizer(self, natural: torch.Tensor) -> NaturalGradientSign:
         """The per-parameter optimiser ``PyroOptim`` keeps (so its state checkpoints as SVI's does)."""
@@ -182,15 +188,17 @@ class FusedOnline:
         steps move the state on with fresh weights, each later one takes an optimiser step on the
         -ELBO with the KL scaled by ``kl_scale``; returns the sum of those steps' losses."""
         k, net, likelihood = self.kernels, self.bsnn.net, self.bsnn.likelihood
+        self.layers = self._layers()
         batch, steps = x.shape[:2]
         inputs = x.reshape(batch, steps, -1).transpose(0, 1).to(torch.float32).contiguous().numpy()
+        if inputs.shape[2] != self.layers[0].natural.shape[1]:
+            raise ValueError(f"expected {self.layers[0].natural.shape[1]} input features a step, got {tuple(x.shape)}")
         labels = y.long().numpy()
+        if labels.shape != (batch,) or labels.min() < 0 or labels.max() >= net.num_classes:
+            raise ValueError(f"expected {batch} labels in [0, {net.num_classes}), got {y.tolist()}")
         data_scale = np.float32(likelihood.num_data / batch)
         kl_coef = self.bsnn.kl_weight * kl_scale
-        priors = self.bsnn.prior_distributions()
-        for index, layer in enumerate(self.layers):
-            prior = priors[f"layers.{index}.weight"]
-            layer.set_prior(getattr(prior, "base_dist", prior).natural)
+        for layer in self.layers:
             layer.set_batch(batch)
         steppers = self._steppers(kl_coef)
         a, b, c = (np.float32(decay) for decay in net.neuron.decays())
