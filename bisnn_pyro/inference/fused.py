@@ -33,7 +33,7 @@ from ..models.likelihoods import ReadoutCategorical
 from ..models.snn import DecolleNetwork
 from .bnn import BayesianSNN
 from .guides import SignBernoulliGuide
-from .optim import NaturalGradientSign
+from .optim import NaturalGradientSign, parameter_optimizer
 
 
 def unsupported_reason(bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO) -> str:
@@ -119,8 +119,8 @@ class FusedOnline:
 
         self.kernels = fused_kernels
         self.bsnn, self.optim = bsnn, optim
-        self.layers = self._layers()
-        self.offsets = np.cumsum([0] + [layer.natural.numel() for layer in self.layers]).astype(np.uint64)
+        sizes = [lam.numel() for lam in bsnn.guide.natural().values()]
+        self.offsets = np.cumsum([0] + sizes[:-1]).astype(np.uint64)  # each layer's first uniform
 
     def _layers(self) -> list[_Layer]:
         """Views of the parameters as they are now (a loaded state dict or a moved model may have
@@ -134,19 +134,12 @@ class FusedOnline:
             layers.append(made)
         return layers
 
-    def _optimizer(self, natural: torch.Tensor) -> NaturalGradientSign:
-        """The per-parameter optimiser ``PyroOptim`` keeps (so its state checkpoints as SVI's does)."""
-        if natural not in self.optim.optim_objs:
-            self.optim.optim_objs[natural] = self.optim._get_optim(natural)
-            self.optim.grad_clip[natural] = self.optim._get_grad_clip(natural)
-        return self.optim.optim_objs[natural]
-
-    def _steppers(self, kl_coef: float) -> list:
+    def _steppers(self, layers: list[_Layer], kl_coef: float) -> list:
         """Per layer, a function taking its natural-gradient step with this sequence's hyper-parameters
         (and the optimiser's momentum buffer, where it has momentum)."""
         steppers = []
-        for layer in self.layers:
-            optimizer = self._optimizer(layer.natural)
+        for layer in layers:
+            optimizer = parameter_optimizer(self.optim, layer.natural)  # its state checkpoints as SVI's
             group, state = optimizer.param_groups[0], optimizer.state[layer.natural]
             hyper = (
                 layer.natural_array,
@@ -188,19 +181,19 @@ class FusedOnline:
         steps move the state on with fresh weights, each later one takes an optimiser step on the
         -ELBO with the KL scaled by ``kl_scale``; returns the sum of those steps' losses."""
         k, net, likelihood = self.kernels, self.bsnn.net, self.bsnn.likelihood
-        self.layers = self._layers()
+        layers = self._layers()
         batch, steps = x.shape[:2]
         inputs = x.reshape(batch, steps, -1).transpose(0, 1).to(torch.float32).contiguous().numpy()
-        if inputs.shape[2] != self.layers[0].natural.shape[1]:
-            raise ValueError(f"expected {self.layers[0].natural.shape[1]} input features a step, got {tuple(x.shape)}")
+        if inputs.shape[2] != layers[0].natural.shape[1]:
+            raise ValueError(f"expected {layers[0].natural.shape[1]} input features a step, got {tuple(x.shape)}")
         labels = y.long().numpy()
         if labels.shape != (batch,) or labels.min() < 0 or labels.max() >= net.num_classes:
             raise ValueError(f"expected {batch} labels in [0, {net.num_classes}), got {y.tolist()}")
         data_scale = np.float32(likelihood.num_data / batch)
         kl_coef = self.bsnn.kl_weight * kl_scale
-        for layer in self.layers:
+        for layer in layers:
             layer.set_batch(batch)
-        steppers = self._steppers(kl_coef)
+        steppers = self._steppers(layers, kl_coef)
         a, b, c = (np.float32(decay) for decay in net.neuron.decays())
         threshold, width = np.float32(net.neuron.threshold), np.float32(net.spike.boxcar_width)
         inv_temperature = np.float32(1.0 / self.bsnn.guide.temperature)
@@ -209,10 +202,10 @@ class FusedOnline:
         keys = torch.randint(-(2**63), 2**63 - 1, (steps,), dtype=torch.int64).numpy().view(np.uint64)
         total = 0.0
         for t in range(steps):
-            for layer, first in zip(self.layers, self.offsets):
+            for layer, first in zip(layers, self.offsets):
                 draw(layer.flat_natural, keys[t], first, inv_temperature, layer.scale, layer.flat_weight)
             layer_input = inputs[t].ravel()
-            for layer, step in zip(self.layers, steppers):
+            for layer, step in zip(layers, steppers):
                 k.advance_traces(layer.flat_p, layer.flat_q, layer.flat_r, layer.flat_s, layer_input, a, b, c)
                 torch.matmul(layer.p, layer.weight_t, out=layer.potential)
                 k.fire(layer.flat_potential, layer.flat_r, layer.flat_s, threshold, width, layer.flat_window)

@@ -119,12 +119,14 @@ def uniforms(key, first, out):
 
 @numba.njit(**_JIT)
 def exp32_array(x, out):
+    """out = exp32(x) element-wise (for tests)."""
     for i in range(x.size):
         out[i] = exp32(x[i])
 
 
 @numba.njit(**_JIT)
 def log32_array(x, out):
+    """out = log32(x) element-wise (for tests)."""
     for i in range(x.size):
         out[i] = log32(x[i])
 

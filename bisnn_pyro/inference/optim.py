@@ -74,6 +74,15 @@ class NaturalGradientSign(torch.optim.Optimizer):
         return loss
 
 
+def parameter_optimizer(optim: PyroOptim, param: torch.Tensor) -> torch.optim.Optimizer:
+    """The PyTorch optimiser ``optim`` keeps for ``param``, made as ``PyroOptim`` makes it on the
+    parameter's first step (for engines that step parameters without calling ``optim``)."""
+    if param not in optim.optim_objs:
+        optim.optim_objs[param] = optim._get_optim(param)
+        optim.grad_clip[param] = optim._get_grad_clip(param)
+    return optim.optim_objs[param]
+
+
 def BayesianLearningRule(optim_args: dict[str, Any] | Callable[..., dict[str, Any]]) -> PyroOptim:
     """``pyro.optim`` wrapper of :class:`NaturalGradientSign` (use as ``SVI(..., optim=...)``).
 

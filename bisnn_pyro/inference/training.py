@@ -33,6 +33,7 @@ from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
 from .fused import FusedOnline
+from .optim import parameter_optimizer
 
 SCHEDULES = ("sequence", "online")
 ENGINES = ("auto", "svi", "direct", "fused")
@@ -56,9 +57,7 @@ def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[
     """Inverse of :func:`optimizer_state`: builds each parameter's optimiser as ``PyroOptim`` would."""
     for name, param in module.named_parameters():
         if name in state:
-            optimizer = optim.optim_objs[param] = optim._get_optim(param)
-            optim.grad_clip[param] = optim._get_grad_clip(param)
-            optimizer.load_state_dict(state[name])
+            parameter_optimizer(optim, param).load_state_dict(state[name])
 
 
 class Trainer:
