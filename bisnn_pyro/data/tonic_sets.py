@@ -2,18 +2,18 @@
 
 tonic downloads in a dataset's constructor whenever its own completeness check fails.  These
 loaders check for the extracted files themselves, raise a one-line error naming the folder when
-they are missing, and otherwise build the tonic dataset with that check bypassed, so nothing is
-ever fetched.  DVS Gesture's file order (os.walk order) is sorted so indices are reproducible.
+they are missing, and otherwise build the tonic dataset with that check bypassed
+(:func:`~bisnn_pyro.adapters.tonic_internals.without_download`), so nothing is ever fetched.  DVS Gesture's file order (os.walk order) is sorted so indices are reproducible.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from unittest import mock
 
 import torch
 from torch.utils.data import Dataset
 
+from ..adapters.tonic_internals import without_download
 from .events import DataError, EventFrames
 
 NMNIST_SOURCE = "N-MNIST (Orchard et al. 2015), Mendeley Data 468j46mzdv: Train.zip / Test.zip"
@@ -47,8 +47,7 @@ def nmnist(root: str | Path, frames: EventFrames, *, train: bool = True) -> Toni
         sorted(folder.glob("*/*.bin")),
         f"N-MNIST not found: no {folder}/<digit>/*.bin; extract the {NMNIST_SOURCE} into {Path(root) / 'NMNIST'}",
     )
-    with mock.patch.object(tonic.datasets.NMNIST, "_check_exists", return_value=True):
-        dataset = tonic.datasets.NMNIST(save_to=str(root), train=train, transform=frames)
+    dataset = without_download(tonic.datasets.NMNIST)(save_to=str(root), train=train, transform=frames)
     return TonicFrames(dataset)
 
 
@@ -61,8 +60,7 @@ def dvs_gesture(root: str | Path, frames: EventFrames, *, train: bool = True) ->
         f"DVS128 Gesture not found: no {folder}/user<NN>_<lighting>/<label>.npy; "
         f"extract the {GESTURE_SOURCE} into {Path(root) / 'DVSGesture'}",
     )
-    with mock.patch.object(tonic.datasets.DVSGesture, "_check_exists", return_value=True):
-        dataset = tonic.datasets.DVSGesture(save_to=str(root), train=train, transform=frames)
+    dataset = without_download(tonic.datasets.DVSGesture)(save_to=str(root), train=train, transform=frames)
     order = sorted(range(len(dataset.data)), key=lambda i: str(dataset.data[i]))
     dataset.data = [dataset.data[i] for i in order]
     dataset.targets = [dataset.targets[i] for i in order]

@@ -10,6 +10,8 @@ from typing import Callable
 
 import torch
 
+from ..adapters.torch_internals import hardtanh_backward
+
 SpikeFunction = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -61,7 +63,7 @@ def spikes_with_gradient(spike: SpikeFunction, u: torch.Tensor, spikes: torch.Te
 def boxcar(width: float = 0.5) -> SpikeFunction:
     """Derivative 1 on |u| < width, 0 elsewhere (the BiSNN paper's choice)."""
     # hardtanh's backward is this gradient (grad where -width < u < width, else 0) in one pass
-    spike = _spike_with_backward(lambda u, grad: torch.ops.aten.hardtanh_backward(grad, u, -width, width))
+    spike = _spike_with_backward(lambda u, grad: hardtanh_backward(grad, u, -width, width))
     spike.boxcar_width = width  # for kernels that compute this gradient themselves (the fused online step)
     return spike
 

@@ -1,0 +1,99 @@
+"""Pyro internals (tested with pyro-ppl 1.9): per-parameter optimisers of a ``PyroOptim``, the
+sample attributes of a ``PyroModule``, and the hooks ``TraceMeanField_ELBO`` is built from."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from pyro.infer import TraceMeanField_ELBO
+from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
+from pyro.nn import PyroModule
+from pyro.optim import PyroOptim
+
+
+def sample_attributes(module: torch.nn.Module) -> tuple[str, ...]:
+    """The names of ``module``'s ``PyroSample`` attributes (its own, not its submodules')."""
+    if not isinstance(module, PyroModule):
+        return ()
+    return tuple(module.__dict__.get("_pyro_samples", {}))
+
+
+def param_attributes(module: torch.nn.Module) -> tuple[str, ...]:
+    """The names of ``module``'s ``PyroParam`` attributes (stored as ``<name>_unconstrained``)."""
+    if not isinstance(module, PyroModule):
+        return ()
+    return tuple(module.__dict__.get("_pyro_params", {}))
+
+
+def optimizer_objects(optim: PyroOptim) -> dict[torch.Tensor, torch.optim.Optimizer]:
+    """The PyTorch optimiser ``optim`` keeps for each parameter it has seen."""
+    return optim.optim_objs
+
+
+def optimizer_constructor(optim: PyroOptim) -> Callable:
+    """The PyTorch optimiser class (or factory) ``optim`` wraps."""
+    return optim.pt_optim_constructor
+
+
+def clips_gradients(optim: PyroOptim) -> bool:
+    """Whether ``optim`` was given gradient clipping arguments."""
+    return bool(optim.pt_clip_args)
+
+
+def add_parameter_optimizer(optim: PyroOptim, param: torch.Tensor, name: str | None) -> torch.optim.Optimizer:
+    """Make the PyTorch optimiser ``optim`` keeps for ``param``, as ``PyroOptim`` makes it on the
+    parameter's first step, but taking per-parameter options (a callable ``optim_args`` or
+    ``clip_args``) for the parameter's ``name`` in its module: Pyro looks names up in its global
+    parameter store, which module-local parameters are not in."""
+    args, clip = optim.pt_optim_args, optim.pt_clip_args
+    if callable(args) or callable(clip):
+        if name is None:
+            raise ValueError(
+                "per-parameter optimiser options need the parameters' names: call "
+                "bisnn_pyro.inference.bind_optimizer(optim, model) before stepping (Trainer does)"
+            )
+        module, _, leaf = name.rpartition(".")
+    if callable(args):
+        args = args(name) if optim.pt_optim_args_argc == 1 else args(module, leaf)
+        if not isinstance(args, dict):
+            raise TypeError(f"per-parameter optimiser options must be a dict, got {type(args).__name__} for {name}")
+    if callable(clip):
+        clip = clip(module, leaf)
+    optimizer = optim.pt_optim_constructor([param], **args)
+    optim.optim_objs[param] = optimizer
+    optim.grad_clip[param] = (lambda p: PyroOptim._clip_grad(p, **clip)) if clip else None
+    return optimizer
+
+
+class MeanFieldTraceHooks(TraceMeanField_ELBO):
+    """``TraceMeanField_ELBO`` with its internal steps exposed under names of their own:
+    ``pyro_trace_pair`` (Pyro's own tracing of model and guide) and the overridable
+    ``trace_pair``, ``particle_loss`` and ``plate_nesting`` (the guess of ``max_plate_nesting``
+    when none is given; it sets ``self.max_plate_nesting``)."""
+
+    def _guess_max_plate_nesting(self, model, guide, args, kwargs):
+        self.plate_nesting(model, guide, args, kwargs)
+
+    def plate_nesting(self, model, guide, args, kwargs) -> None:
+        super()._guess_max_plate_nesting(model, guide, args, kwargs)
+
+    def _get_trace(self, model, guide, args, kwargs):
+        return self.trace_pair(model, guide, args, kwargs)
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        return self.particle_loss(model_trace, guide_trace)
+
+    def pyro_trace_pair(self, model, guide, args, kwargs) -> tuple[Any, Any]:
+        return super()._get_trace(model, guide, args, kwargs)
+
+    def trace_pair(self, model, guide, args, kwargs) -> tuple[Any, Any]:
+        return self.pyro_trace_pair(model, guide, args, kwargs)
+
+    def particle_loss(self, model_trace, guide_trace):
+        return super()._differentiable_loss_particle(model_trace, guide_trace)
+
+
+def check_mean_field_order(model_trace, guide_trace) -> None:
+    """Pyro's check that model and guide sample their shared sites in the same order (a warning)."""
+    _check_mean_field_requirement(model_trace, guide_trace)
