@@ -15,6 +15,7 @@ from .inference.predict import MODES
 from .inference.rules import POINT_ESTIMATE_RULES, RULES
 from .inference.training import ENGINES, SCHEDULES, TrainingDiverged
 from .models import CONV_PRESETS
+from .models.likelihoods import LIKELIHOODS
 from .runtime import keep_freed_memory
 
 
@@ -38,9 +39,21 @@ def _parser() -> argparse.ArgumentParser:
         help="sequence: one step per sequence; online: one step per time step (the paper's)",
     )
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: the rule's own)")
-    train.add_argument("--temperature", type=float, default=defaults.temperature, help="relaxation temperature tau")
-    train.add_argument("--prior-p", type=float, default=defaults.prior_p, help="prior P(w = +1)")
+    train.add_argument(
+        "--temperature", type=float, default=None, help="relaxation temperature tau (rules bayes, bayes-adam; 0.5)"
+    )
+    train.add_argument("--prior-p", type=float, default=None, help="prior P(w = +1) (binary-weight rules; 0.5)")
+    train.add_argument("--prior-scale", type=float, default=None, help="Gaussian prior scale (rules fp, fp-bayes; 1)")
+    train.add_argument("--init-scale", type=float, default=None, help="scale of the guide's initial values (0.1)")
+    train.add_argument("--momentum", type=float, default=None, help="learning-rule momentum (rule bayes; 0)")
     train.add_argument("--kl-weight", type=float, default=defaults.kl_weight, help="KL weight beta")
+    train.add_argument(
+        "--likelihood",
+        choices=list(LIKELIHOODS),
+        default=defaults.likelihood,
+        help="decolle: every step of every readout (the paper's); last-readout: the time-averaged last "
+        "readout, the predictive's own model (needs --learning end-to-end)",
+    )
     train.add_argument("--samples", type=int, default=defaults.samples, help="ensemble size K for the summary")
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument(
@@ -78,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=ENGINES,
         default=defaults.engine,
         help="svi: Pyro SVI every step; direct: the same ELBO without tracing; fused: the online steps of "
-        "rule bayes in a few compiled passes; auto: fused where it applies, else direct where the rule allows",
+        "rule bayes in a few compiled passes; auto: fused where it applies, else direct where it applies, else svi",
     )
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(
@@ -119,7 +132,11 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
         lr=args.lr,
         temperature=args.temperature,
         prior_p=args.prior_p,
+        prior_scale=args.prior_scale,
+        init_scale=args.init_scale,
+        momentum=args.momentum,
         kl_weight=args.kl_weight,
+        likelihood=args.likelihood,
         samples=args.samples,
         batch_size=args.batch_size,
         particles=args.particles,

@@ -25,13 +25,14 @@ from .data.registry import DATASETS, SPECS, load_dataset
 from .inference import BayesianSNN, Trainer, make_rule
 from .inference.checkpoint import CheckpointError
 from .inference.predict import check_mode, point_weights
-from .inference.rules import RULES
+from .inference.rules import OPTION_DEFAULTS, RULE_OPTIONS, RULES, rule_options
+from .inference.sites import CompositionError
 from .inference.training import ENGINES, SCHEDULES
-from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, ReadoutCategorical, SpikingMLP
+from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
+from .models.likelihoods import LIKELIHOODS, LastReadoutCategorical, ReadoutCategorical
 
 MODELS = ("mlp", "conv")
 LEARNING = ("local", "end-to-end", "end-to-end-output")  # gradients within each layer, or through all
-DIRECT_RULES = ("bayes", "bayes-adam", "ste")  # reparameterised guides with distributions()
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
 
 
@@ -50,11 +51,14 @@ class ExperimentConfig:
     schedule: str = "sequence"
     seed: int = 0
     lr: float | None = None
-    temperature: float = 0.5
-    prior_p: float = 0.5
+    # the rule's options (None: the rule's default where it uses the option, absent where it does not)
+    temperature: float | None = None
+    prior_p: float | None = None
+    prior_scale: float | None = None
+    init_scale: float | None = None
+    momentum: float | None = None
     kl_weight: float = 1.0
-    init_scale: float = 0.1
-    momentum: float = 0.0
+    likelihood: str = "decolle"  # decolle (every step of every readout) or last-readout (time-averaged)
     samples: int = 10
     particles: int = 1  # ELBO particles per step, drawn as one batch of weights
     hidden: list[int] = field(default_factory=lambda: [256, 256])
@@ -113,22 +117,15 @@ class ExperimentConfig:
             (self.step_ms is None or self.step_ms > 0, f"time step must be > 0 ms, got {self.step_ms}"),
             (self.downsample is None or self.downsample >= 1, f"downsample must be >= 1, got {self.downsample}"),
             (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
+            (
+                self.likelihood in LIKELIHOODS,
+                f"unknown likelihood {self.likelihood!r}; expected one of {', '.join(LIKELIHOODS)}",
+            ),
             (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
             (self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}"),
-            (
-                self.engine != "direct" or self.rule in DIRECT_RULES,
-                f"--engine direct evaluates the ELBOs of the rules {', '.join(DIRECT_RULES)}; "
-                f"use --engine svi for rule {self.rule!r}",
-            ),
-            (
-                self.engine != "fused" or (self.rule == "bayes" and self.schedule == "online"),
-                "--engine fused takes the online schedule's steps of rule bayes; use --schedule online --rule bayes",
-            ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
             (self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
-            (0 < self.prior_p < 1, f"prior probability p must lie in (0, 1), got {self.prior_p}"),
             (self.kl_weight >= 0, f"KL weight must be >= 0, got {self.kl_weight}"),
             (self.samples >= 1, f"number of samples K must be >= 1, got {self.samples}"),
             (self.particles >= 1, f"number of particles must be >= 1, got {self.particles}"),
@@ -139,6 +136,12 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:  # the rule's options as they take effect: defaults filled in, unused ones refused
+            options = rule_options(self.rule, **{option: getattr(self, option) for option in OPTION_DEFAULTS})
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        for option, value in options.items():
+            setattr(self, option, value)
         check_device(self.device)
         return self
 
@@ -146,11 +149,16 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, values: dict[str, Any], *, saved: bool = False) -> "ExperimentConfig":
+        """The configuration ``values`` name; ``saved``: read from a run folder, where versions
+        before 0.2 recorded every rule option, used or not, so the unused ones are dropped."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys {unknown}")
+        if saved and values.get("rule") in RULE_OPTIONS:
+            used = RULE_OPTIONS[values["rule"]]
+            values = {k: v for k, v in values.items() if k not in OPTION_DEFAULTS or k in used}
         return cls(**values).validate()
 
 
@@ -219,21 +227,19 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     """The model of ``config`` with its rule's guide, and a trainer ready for epoch 1."""
     config.validate()
     pyro.set_rng_seed(config.seed)
-    rule = make_rule(
-        config.rule,
-        lr=config.lr,
-        temperature=config.temperature,
-        prior_p=config.prior_p,
-        init_scale=config.init_scale,
-        momentum=config.momentum,
-        num_particles=config.particles,
-        seed=config.seed,
-    )
+    options = {option: getattr(config, option) for option in RULE_OPTIONS[config.rule]}
+    rule = make_rule(config.rule, lr=config.lr, num_particles=config.particles, seed=config.seed, **options)
     example, size = _example(train)
     net = build_network(config, tuple(example.shape[2:]))
-    readouts = "last" if config.learning == "end-to-end-output" else "all"
-    likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in, readouts=readouts)
-    bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
+    if config.likelihood == LastReadoutCategorical.name:
+        likelihood = LastReadoutCategorical(num_data=size, burn_in=config.burn_in)
+    else:
+        readouts = "last" if config.learning == "end-to-end-output" else "all"
+        likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in, readouts=readouts)
+    try:
+        bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
+    except CompositionError as error:
+        raise ConfigError(str(error)) from None
     bsnn.to(config.device)
     in_memory = isinstance(train, SpikeDataset)
     try:
@@ -249,8 +255,8 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
             engine=config.engine,
             device=config.device,
         )
-    except ValueError as error:  # an engine that cannot run this configuration says why
-        raise ConfigError(f"--engine {config.engine}: {error}") from None
+    except CompositionError as error:  # parts or an engine that cannot run this configuration say why
+        raise ConfigError(f"--engine {config.engine}: {error}" if config.engine != "auto" else str(error)) from None
     return bsnn, trainer
 
 
@@ -338,7 +344,7 @@ def open_run(directory: str | Path, device: str | None = None) -> Run:
         raise ConfigError(f"{config_path} must hold a JSON object")
     if device is not None:
         values = {**values, "device": device}
-    config = ExperimentConfig.from_dict(values)
+    config = ExperimentConfig.from_dict(values, saved=True)
     train, test = load_data(config)
     bsnn, trainer = build(config, train)
     run = Run(directory, config, train, test, bsnn, trainer)

@@ -15,9 +15,8 @@ from tqdm.auto import tqdm
 
 from .analysis import plots
 from .analysis.curves import anytime_curve, ensemble_size_curve
-from .analysis.inference_data import build_inference_data
+from .analysis.inference_data import build_inference_data, site_layout
 from .analysis.metrics import auroc, mutual_information, predictive_entropy, summary
-from .analysis.posterior import sign_posteriors
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
 from .data import SpikeDataset
 from .experiment import METRICS_FILE, ConfigError, Run, open_run
@@ -81,9 +80,8 @@ def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) ->
     if not point_rule:
         rows.append(_row(name, rule, "ensemble", ensemble_probs, test.y))
     idata_probs = ensemble_probs.expand(samples, *ensemble_probs.shape[1:]) if point_rule else ensemble_probs
-    p_plus = {site: q.probs for site, q in sign_posteriors(bsnn).items()}
     idata = build_inference_data(
-        weights, idata_probs, test.y, p_plus=p_plus, attrs={"run": name, "config": run.config.to_dict()}
+        weights, idata_probs, test.y, **site_layout(bsnn), attrs={"run": name, "config": run.config.to_dict()}
     )
     folder.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(folder / "inference_data.nc"))

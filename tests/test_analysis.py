@@ -46,7 +46,7 @@ def test_inference_data_groups_dims_and_netcdf_roundtrip(runs, tmp_path):
     assert idata.log_likelihood["y"].shape == (1, 6, 120)
     assert idata.observed_data["y"].shape == (120,)
     p_plus = torch.as_tensor(idata.variational_parameters["p_plus_layers_0"].values)
-    lam = run.bsnn.guide.param("layers.0.weight").detach().double()
+    lam = run.bsnn.guide.natural()["layers.0.weight"].detach().double()
     torch.testing.assert_close(p_plus, torch.sigmoid(2 * lam))
     # log-likelihood is the log of the probability given to the observed label
     probs = torch.as_tensor(idata.posterior_predictive["probs"].values[0])
@@ -95,7 +95,7 @@ def test_posterior_diagnostics(runs):
 
 def test_layer_diagnostics_known_values():
     q = SignBernoulli(torch.tensor([0.0, 10.0, -10.0, 0.0]))
-    stats = layer_diagnostics(q, torch.zeros(4), bins=4)
+    stats = layer_diagnostics(q, SignBernoulli(torch.zeros(4)), bins=4)
     assert stats["decided"] == 0.5 and stats["mean_p_plus"] == pytest.approx(0.5)
     assert stats["kl_to_prior"] == pytest.approx(2 * torch.log(torch.tensor(2.0)).item(), rel=1e-4)
     assert stats["p_plus_hist"] == [1, 0, 2, 1]  # 0.5 falls in the upper half

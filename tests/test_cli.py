@@ -53,20 +53,32 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--temperature", "0"], "temperature must be > 0"),
-        (["train", "--temperature", "-1"], "temperature must be > 0"),
+        (["train", "--temperature", "0"], "temperature must be a finite number > 0"),
+        (["train", "--temperature", "-1"], "temperature must be a finite number > 0"),
         (["train", "--prior-p", "1.0"], "p must lie in (0, 1)"),
         (["train", "--prior-p", "0"], "p must lie in (0, 1)"),
         (["train", "--samples", "0"], "K must be >= 1"),
         (["train", "--epochs", "0"], "epochs must be >= 1"),
         (["train", "--lr", "-0.1"], "learning rate must be > 0"),
         (["train", "--particles", "0"], "particles must be >= 1"),
-        (["train", "--engine", "direct", "--rule", "fp"], "use --engine svi"),
+        (["train", "--engine", "direct", "--rule", "fp"], "--engine direct: the direct engine cannot evaluate"),
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--dense", "64"], "an mlp takes --hidden"),
         (["train", "--kernel-size", "5"], "an mlp takes --hidden"),
         (["train", "--model", "conv", "--dataset", "digits-dvs", "--kernel-size", "4"], "kernel size must be odd"),
         (["train", "--model", "conv", "--dataset", "digits-dvs", "--dense", "0"], "dense widths must be >= 1"),
+        # options a rule does not use, and parts that cannot train together
+        (["train", "--rule", "ste", "--temperature", "0.7"], "rule 'ste' does not use temperature"),
+        (["train", "--rule", "fp", "--prior-p", "0.3"], "rule 'fp' does not use prior_p"),
+        (["train", "--rule", "bayes-adam", "--momentum", "0.9"], "rule 'bayes-adam' does not use momentum"),
+        (["train", "--rule", "bayes", "--prior-scale", "2"], "rule 'bayes' does not use prior_scale"),
+        (["train", "--likelihood", "last-readout"], "under local learning (DECOLLE) the other layers would learn"),
+        (
+            ["train", "--likelihood", "last-readout", "--learning", "end-to-end", "--schedule", "online"],
+            "scores whole sequences; use the sequence schedule",
+        ),
+        (["train", "--engine", "direct", "--rule", "bayes-sf"], "no form of TraceGraph_ELBO"),
+        (["train", "--engine", "fused", "--rule", "ste", "--schedule", "online"], "--engine fused: the fused engine"),
     ],
 )
 def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):
@@ -74,6 +86,22 @@ def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):
     assert code == 2
     assert err.strip().count("\n") == 0 and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_config_records_only_the_options_that_took_effect(tmp_path, capsys):
+    out = tmp_path / "ste"
+    assert run_cli(capsys, "train", "--rule", "ste", "--prior-p", "0.7", "--out", str(out), *TINY)[0] == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["prior_p"] == 0.7 and config["init_scale"] == 0.1 and config["likelihood"] == "decolle"
+    assert config["temperature"] is None and config["momentum"] is None and config["prior_scale"] is None
+
+
+def test_last_readout_likelihood_trains_end_to_end(tmp_path, capsys):
+    out = tmp_path / "last"
+    argv = ["train", "--likelihood", "last-readout", "--learning", "end-to-end", "--out", str(out), *TINY]
+    code, printed, _ = run_cli(capsys, *argv)
+    assert code == 0 and "accuracy" in printed
+    assert json.loads((out / "config.json").read_text())["likelihood"] == "last-readout"
 
 
 @pytest.mark.parametrize("flag, value", [("--rule", "bogus"), ("--dataset", "imagenet")])

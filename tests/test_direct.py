@@ -1,6 +1,7 @@
 """The direct ELBO (no tracing) against Pyro's own: same draws, same loss, same gradients."""
 
 import copy
+from functools import partial
 
 import pyro
 import pytest
@@ -53,7 +54,7 @@ def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight, pa
     cases = [((x, y), {}), ((x[:, 4:5], y), {"t0": 4, "state": carry["state"], "kl_scale": 0.125})]
     for args, kwargs in cases:
         expected = _loss_and_grads(
-            bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide_fn, *args, **kwargs)
+            bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide, *args, **kwargs)
         )
         got = _loss_and_grads(bsnn, lambda: direct.loss(*args, **kwargs))
         torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)
@@ -92,7 +93,7 @@ def test_auto_engine_is_direct_where_the_rule_allows_it():
 def test_direct_engine_refuses_what_it_cannot_evaluate():
     for rule in ("bayes-sf", "fp"):
         bsnn, made, train = _model(rule)
-        with pytest.raises(ValueError, match="direct ELBO"):
+        with pytest.raises(ValueError, match="direct engine"):
             DirectELBO.for_loss(bsnn, made.loss)
         for schedule in ("online", "sequence"):
             trainer = Trainer(bsnn, made.optim, made.loss, train.x, train.y, schedule=schedule)
@@ -118,12 +119,12 @@ def test_learning_modes_decide_which_readouts_reach_which_layers():
             bsnn.likelihood = ReadoutCategorical(16, burn_in=3, readouts=readouts)
         pyro.set_rng_seed(3)
         DirectELBO(bsnn).loss(train.x[:6], train.y[:6]).backward()
-        return bsnn.guide.param("layers.0.weight").grad.abs().sum().item()
+        return bsnn.guide.natural()["layers.0.weight"].grad.abs().sum().item()
 
     assert first_layer_grad("local") > 0
     assert first_layer_grad("end-to-end-output") > 0
     assert first_layer_grad("local", readouts="last") == 0
-    with pytest.raises(ValueError, match="readouts must be one of"):
+    with pytest.raises(ValueError, match="readouts must be 'all' or 'last'"):
         ReadoutCategorical(16, readouts="first")
 
 
@@ -158,7 +159,7 @@ def test_prior_is_rebuilt_when_its_tensors_change():
     with torch.no_grad():
         bsnn.net.layers[0].weight_prior.fill_(0.4)  # in place: a new version of the same tensor
     assert direct.prior_distributions() is not first
-    expected = _loss_and_grads(bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide_fn, x, y))
+    expected = _loss_and_grads(bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide, x, y))
     got = _loss_and_grads(bsnn, lambda: direct.loss(x, y))
     torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)
     bsnn.net.layers[0].weight_prior = torch.full_like(bsnn.net.layers[0].weight_prior, -0.2)  # replaced
@@ -166,3 +167,48 @@ def test_prior_is_rebuilt_when_its_tensors_change():
     torch.testing.assert_close(changed["layers.0.weight"].base_dist.natural, bsnn.net.layers[0].weight_prior)
     bsnn.prior = RelaxedBinaryPrior(0.5, temperature=0.5)  # another prior over the same tensors
     assert isinstance(direct.prior_distributions()["layers.0.weight"].base_dist, RelaxedSignBernoulli)
+
+
+@pytest.mark.parametrize("particles", [1, 3])
+def test_relaxed_prior_is_charged_the_same_monte_carlo_kl_as_mean_field_elbo(particles):
+    """No closed-form KL between two relaxed distributions: both engines score log q - log p at
+    the draw, with the same draws."""
+    from bisnn_pyro import BayesianSNN, ReadoutCategorical, SpikingMLP
+    from bisnn_pyro.inference import MeanFieldELBO, SignBernoulliGuide
+
+    train, _ = load_data(ExperimentConfig(**SMALL))
+    x, y = train.x[:5], train.y[:5]
+    net = SpikingMLP(20, hidden=(12, 10), num_classes=2)
+    guide = partial(SignBernoulliGuide, temperature=0.5, seed=0)
+    likelihood = ReadoutCategorical(16, burn_in=3)
+    bsnn = BayesianSNN(net, RelaxedBinaryPrior(0.4, temperature=0.7), likelihood, guide, kl_weight=0.3).setup(x)
+    loss = MeanFieldELBO(num_particles=particles, vectorize_particles=particles > 1, max_plate_nesting=1)
+    direct = DirectELBO.for_loss(bsnn, loss)
+    expected = _loss_and_grads(bsnn, lambda: loss.differentiable_loss(bsnn.model, bsnn.guide, x, y))
+    got = _loss_and_grads(bsnn, lambda: direct.loss(x, y))
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)
+    for name, grad in expected[1].items():
+        torch.testing.assert_close(got[1][name], grad, rtol=1e-4, atol=1e-5)
+
+
+def test_last_readout_likelihood_is_the_predictive_distribution():
+    """LastReadoutCategorical scores one categorical per example on the predictive's own logits,
+    through the model site and the written-out log-likelihood alike, and refuses the online schedule."""
+    from pyro import poutine
+    from pyro.distributions import Categorical
+
+    from bisnn_pyro.models import LastReadoutCategorical
+
+    torch.manual_seed(0)
+    likelihood = LastReadoutCategorical(num_data=50, burn_in=4)
+    readouts = torch.randn(3, 5, 2, 7, 4)  # draws, batch, layers, steps, classes
+    y = torch.randint(0, 4, (5,))
+    logits = readouts[..., 4:, :][..., -1, :, :].mean(-2)
+    expected = Categorical(logits=logits).log_prob(y).sum() * 50 / 5
+    torch.testing.assert_close(likelihood.log_likelihood(readouts, y), expected)
+    torch.testing.assert_close(likelihood.probs(readouts), torch.softmax(logits, -1))
+    trace = poutine.trace(likelihood).get_trace(readouts[0], y)  # one draw through the model's site
+    first = Categorical(logits=logits[0]).log_prob(y).sum() * 50 / 5
+    torch.testing.assert_close(trace.log_prob_sum(), first, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="sequence schedule"):
+        likelihood.log_likelihood(readouts[..., 5:6, :], y, t0=5)

@@ -111,8 +111,16 @@ def test_relaxed_log_prob_is_finite_at_the_boundary():
     d = RelaxedSignBernoulli(torch.tensor([0.0, 3.0, -3.0]), 0.2)
     for value in (-1.0, 1.0):
         assert torch.isfinite(d.log_prob(torch.full((3,), value))).all()
-    # and the prior's exact log-density accepts relaxed values too
-    assert torch.isfinite(SignBernoulli(torch.zeros(3)).log_prob(torch.tensor([-0.3, 0.0, 0.9]))).all()
+
+
+def test_supports_tell_the_truth():
+    exact, relaxed = SignBernoulli(torch.zeros(3)), RelaxedSignBernoulli(torch.zeros(3), 0.5)
+    assert exact.support.is_discrete and not relaxed.support.is_discrete
+    assert exact.support.check(torch.tensor([-1.0, 1.0, 0.0])).tolist() == [True, True, False]
+    assert relaxed.support.check(torch.tensor([-1.0, 0.3, 1.5])).tolist() == [True, True, False]
+    # the exact distribution does not pretend to score a relaxed value
+    with pytest.raises(ValueError, match="support"):
+        SignBernoulli(torch.zeros(3), validate_args=True).log_prob(torch.tensor([-0.3, 0.0, 0.9]))
 
 
 def test_bad_temperature_is_rejected():
@@ -176,3 +184,40 @@ def test_log_normalizer_is_computed_once_per_distribution():
     p = SignBernoulli(torch.tensor([0.0, 1.0, -30.0]))
     torch.testing.assert_close(p.log_normalizer, torch.tensor([math.log(2.0), math.log(2 * math.cosh(1.0)), 30.0]))
     assert p.log_normalizer is p.log_normalizer
+
+
+def test_enumeration_gives_the_exact_posterior_of_sign_weights():
+    """The discrete support lets Pyro enumerate +-1 sites: TraceEnum_ELBO's marginal likelihood and
+    posterior marginals of three weights against brute-force enumeration of the 2^3 patterns."""
+    import itertools
+
+    import pyro
+    import pyro.distributions
+    from pyro.infer import TraceEnum_ELBO, config_enumerate
+
+    torch.manual_seed(1)
+    features, lam_p = torch.randn(8, 3), torch.tensor([0.3, -0.2, 0.0])
+    labels = torch.bernoulli(torch.sigmoid(features @ torch.tensor([1.0, -1.0, 1.0])))
+
+    @config_enumerate
+    def model():
+        w = [pyro.sample(f"w{j}", SignBernoulli(lam_p[j])) for j in range(3)]
+        logits = sum(features[:, j] * w[j] for j in range(3))  # enumerated w[j] broadcasts left of the plate
+        with pyro.plate("data", 8):
+            pyro.sample("y", pyro.distributions.Bernoulli(logits=logits), obs=labels)
+
+    patterns = torch.tensor(list(itertools.product([-1.0, 1.0], repeat=3)))
+    log_joint = SignBernoulli(lam_p).log_prob(patterns).sum(-1) + torch.stack(
+        [torch.distributions.Bernoulli(logits=features @ w).log_prob(labels).sum() for w in patterns]
+    )
+    evidence = torch.logsumexp(log_joint, 0)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(model, lambda: None)
+    assert loss == pytest.approx(-evidence.item(), rel=1e-5)
+    posterior_plus = (log_joint - evidence).exp() @ (patterns > 0).float()
+    marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(model, lambda: None)
+    for j in range(3):
+        enumerated = marginals[f"w{j}"]
+        support = enumerated.enumerate_support()
+        assert set(support.reshape(-1).tolist()) == {-1.0, 1.0}
+        p_plus = enumerated.log_prob(torch.ones(())).exp()
+        assert p_plus.item() == pytest.approx(posterior_plus[j].item(), abs=1e-5)

@@ -23,7 +23,7 @@ def _data():
     return x, y
 
 
-def _model(x, *, prior_p=0.5, momentum=0.0, temperature=0.5, spike="boxcar", rule_name="bayes"):
+def _model(x, *, prior_p=0.5, momentum=None, temperature=0.5, spike="boxcar", rule_name="bayes"):
     rule = make_rule(rule_name, lr=0.05, prior_p=prior_p, momentum=momentum, temperature=temperature, seed=1)
     net = SpikingMLP(20, hidden=(32, 24), num_classes=2, spike=spike)
     likelihood = ReadoutCategorical(num_data=3 * N, burn_in=BURN_IN)
@@ -182,8 +182,9 @@ def test_fused_engine_on_the_command_line_configuration():
     config = ExperimentConfig(
         rule="ste", schedule="online", engine="fused", hidden=[8], steps=6, burn_in=2, train_size=8
     )
+    train, _ = load_data(config)
     with pytest.raises(ConfigError, match="fused"):
-        config.validate()
+        build(config, train)
     config = ExperimentConfig(
         schedule="online", engine="fused", surrogate="sigmoid", hidden=[8], steps=6, burn_in=2, train_size=8
     )

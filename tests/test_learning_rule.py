@@ -4,11 +4,11 @@ import pyro
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI, TraceGraph_ELBO
 from pyro.nn import PyroModule, PyroSample
 from torch.distributions import kl_divergence
 
-from bisnn_pyro.inference import BayesianLearningRule, NaturalGradientSign, SignBernoulliGuide
+from bisnn_pyro.inference import BayesianLearningRule, MeanFieldELBO, NaturalGradientSign, SignBernoulliGuide
 from bisnn_pyro.models import SignBernoulli
 from bisnn_pyro.models.distributions import sign_fisher
 
@@ -75,7 +75,7 @@ def test_momentum_averages_natural_gradients():
 
 
 def test_svi_step_with_pyro_equals_the_closed_form():
-    """Through SVI + TraceMeanField_ELBO the KL enters exactly and the rule preconditions it."""
+    """Through SVI + MeanFieldELBO the KL enters exactly and the rule preconditions it."""
     tau, eta, beta = 0.5, 0.01, 2.0
     lam_p = torch.tensor([0.3, -0.2, 0.0, 0.1])
     c = torch.tensor([1.0, -2.0, 0.5, 0.0])
@@ -92,18 +92,18 @@ def test_svi_step_with_pyro_equals_the_closed_form():
 
     model = Model()
     guide = SignBernoulliGuide(model, temperature=tau, init_scale=0.5, seed=3).setup()
-    lam0 = guide.param("w").detach().clone()
+    lam0 = guide.natural()["w"].detach().clone()
     recorder = poutine.trace(lambda: guide_scaled())
 
     def guide_scaled():
         with poutine.scale(scale=beta):
             return guide()
 
-    svi = SVI(model, recorder, BayesianLearningRule({"lr": eta}), TraceMeanField_ELBO())
+    svi = SVI(model, recorder, BayesianLearningRule({"lr": eta}), MeanFieldELBO())
     svi.step()
     w0 = recorder.trace.nodes["w"]["value"].detach()
     natural_grad = c * (1 - w0**2) / (tau * (1 - torch.tanh(lam0) ** 2)) + beta * (lam0 - lam_p)
-    torch.testing.assert_close(guide.param("w").detach(), lam0 - eta * natural_grad)
+    torch.testing.assert_close(guide.natural()["w"].detach(), lam0 - eta * natural_grad)
 
 
 def _tiny_regression():
@@ -172,7 +172,7 @@ def test_score_function_gradient_is_unbiased():
     guide = SignBernoulliGuide(model, temperature=None, init_scale=0.5, seed=2).setup()
     elbo = TraceGraph_ELBO(num_particles=20000, vectorize_particles=True, max_plate_nesting=1)
     elbo.loss_and_grads(model, guide)
-    lam_param = guide.params.w_unconstrained
+    lam_param = guide.site_parameters("w").natural
     estimate = lam_param.grad.clone()
 
     lam = lam_param.detach().clone().requires_grad_()
@@ -188,7 +188,7 @@ def test_score_function_gradient_is_unbiased():
 def test_guide_modes():
     model = lambda: pyro.sample("w", SignBernoulli(torch.zeros(5)).to_event(1))  # noqa: E731
     guide = SignBernoulliGuide(model, temperature=0.5, init_scale=1.0, seed=1).setup()
-    lam = guide.param("w").detach()
+    lam = guide.natural()["w"].detach()
     assert torch.equal(guide.median()["w"], torch.where(lam >= 0, 1.0, -1.0))
     torch.testing.assert_close(guide.mean()["w"], torch.tanh(lam))
     relaxed = guide()["w"]

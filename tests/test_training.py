@@ -157,3 +157,31 @@ def test_deterministic_biases_train_through_svi(rule, model):
         assert torch.isfinite(p).all() and not torch.equal(before[name], p.detach()), name
     probs = bsnn.eval().predict(x, "map")
     assert probs.shape == (8, 2) and torch.allclose(probs.sum(-1), torch.ones(8))
+
+
+@pytest.mark.parametrize("rule", ["bayes", "ste"])
+def test_runs_saved_before_per_site_guide_parameters_still_open(tmp_path, rule):
+    """A run folder from version 0.1 (guide parameters named guide.params.<site>_unconstrained, and
+    every rule option recorded, used or not) reopens with the same predictions."""
+    run = train(tmp_path, rule=rule, epochs=1)
+    state = load_checkpoint(run.checkpoint)
+
+    def old(name: str) -> str:
+        for leaf in (".natural", ".theta_unconstrained"):
+            if leaf in name:
+                return name.replace(leaf, "_unconstrained")
+        return name
+
+    state["model"] = {old(k): v for k, v in state["model"].items()}
+    state["optimizer"] = {old(k): v for k, v in state["optimizer"].items()}
+    assert any(k.endswith("weight_unconstrained") for k in state["model"])
+    save_checkpoint(run.checkpoint, {k: v for k, v in state.items() if k != "format"})
+    config = json.loads((run.directory / "config.json").read_text())
+    config.update(temperature=0.5, prior_p=0.5, momentum=0.0, init_scale=0.1)  # as 0.1 recorded them
+    config.pop("likelihood")
+    config.pop("prior_scale")
+    (run.directory / "config.json").write_text(json.dumps(config))
+    again = open_run(run.directory)
+    x = run.test.x[:50]
+    assert torch.equal(run.bsnn.predict(x, "map"), again.bsnn.predict(x, "map"))
+    again.fit(2, progress=False)  # its optimiser state loaded too

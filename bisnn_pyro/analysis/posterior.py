@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch.distributions import kl_divergence
 
 from ..models.distributions import SignBernoulli
 
 
-def prior_natural(net: torch.nn.Module, site: str) -> torch.Tensor | None:
-    """The sign prior's natural parameters for weight site ``site`` (None if it has none)."""
-    module_name, _, param = site.rpartition(".")
-    module = functools.reduce(getattr, module_name.split("."), net) if module_name else net
-    return getattr(module, f"{param}_prior", None)
-
-
 def sign_posteriors(bsnn) -> dict[str, SignBernoulli]:
-    """q(w) per site for guides over signs (``posterior(name)``); empty for real-valued guides."""
-    guide = bsnn.guide
-    if not hasattr(guide, "posterior") or not hasattr(guide, "sites"):
+    """q(w) per +-1 site whose guide gives it (``posterior(name)``); empty for real-valued guides."""
+    posterior = getattr(bsnn.guide, "posterior", None)
+    if posterior is None:
         return {}
-    return {name: guide.posterior(name) for name in guide.sites}
+    return {site.name: posterior(site.name) for site in bsnn.sites if site.binary}
 
 
-def layer_diagnostics(q: SignBernoulli, lam_prior: torch.Tensor | None, bins: int = 20) -> dict:
+def sign_priors(bsnn) -> dict[str, SignBernoulli]:
+    """p(w) per +-1 site whose prior is a fixed sign-Bernoulli (none under hyper-latents)."""
+    if bsnn.sites.hyper:
+        return {}
+    priors = {name: getattr(p, "base_dist", p) for name, p in bsnn.prior_distributions().items()}
+    return {name: p for name, p in priors.items() if type(p) is SignBernoulli}
+
+
+def layer_diagnostics(q: SignBernoulli, prior: SignBernoulli | None, bins: int = 20) -> dict:
     """Mean P(w = +1), mean entropy (nats per weight), fraction decided (P > 0.99 or < 0.01),
     KL to the prior (nats, summed), and a histogram of P(w = +1) on [0, 1]."""
     p = q.probs.detach().double()
@@ -36,13 +35,12 @@ def layer_diagnostics(q: SignBernoulli, lam_prior: torch.Tensor | None, bins: in
         "decided": ((p > 0.99) | (p < 0.01)).double().mean().item(),
         "p_plus_hist": torch.histc(p, bins=bins, min=0.0, max=1.0).long().tolist(),
     }
-    if lam_prior is not None:
-        stats["kl_to_prior"] = kl_divergence(q, SignBernoulli(lam_prior.to(p.device))).sum().item()
+    if prior is not None:
+        stats["kl_to_prior"] = kl_divergence(q, SignBernoulli(prior.natural.detach().to(p.device))).sum().item()
     return stats
 
 
 def posterior_diagnostics(bsnn, bins: int = 20) -> dict[str, dict]:
     """:func:`layer_diagnostics` for every sign-weight site of a :class:`BayesianSNN`."""
-    return {
-        name: layer_diagnostics(q, prior_natural(bsnn.net, name), bins) for name, q in sign_posteriors(bsnn).items()
-    }
+    priors = sign_priors(bsnn)
+    return {name: layer_diagnostics(q, priors.get(name), bins) for name, q in sign_posteriors(bsnn).items()}

@@ -7,10 +7,13 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer.autoguide import AutoGuide, AutoGuideList
 
-from ..models.likelihoods import ReadoutCategorical
+from ..models.likelihoods import Likelihood
 from ..models.priors import Prior
+from .guides import BetaGuide, GuideList
 from .predict import check_mode, point_weights, readouts_with_weights, sample_weights
+from .sites import CompositionError, ModelSites, base_distribution, describe, latent_sites, pair_problem
 
 GuideBuilder = Callable[[Callable], torch.nn.Module]
 
@@ -19,16 +22,19 @@ class BayesianSNN(torch.nn.Module):
     """A spiking network whose prior-selected weights are latent, with a guide over them.
 
     ``prior.apply_(net)`` turns weights into sample sites; ``guide(model)`` builds the guide (any
-    Pyro guide: ours, or ``AutoDelta``/``AutoNormal``).  ``kl_weight`` (beta) scales the weight
-    sites in model and guide alike, so the ELBO reads E[log p(y|w)] - beta KL(q || p).
-    Call :meth:`setup` with an example input before training or loading a state dict.
+    Pyro guide module: ours, a Pyro autoguide, yours).  ``kl_weight`` (beta) scales every latent
+    site in model and guide alike, so the ELBO reads E[log p(y|w)] - beta KL(q || p), and
+    ``SVI(model.model, model.guide, ...)`` optimises exactly that.  Call :meth:`setup` with an
+    example input before training or loading a state dict: it checks that the guide fits the
+    prior site by site (one-line :class:`~.sites.CompositionError` otherwise) and gives
+    hyper-latents the guide does not cover a :class:`~.guides.BetaGuide`.
     """
 
     def __init__(
         self,
         net: torch.nn.Module,
         prior: Prior,
-        likelihood: ReadoutCategorical,
+        likelihood: Likelihood,
         guide: GuideBuilder,
         *,
         kl_weight: float = 1.0,
@@ -42,11 +48,19 @@ class BayesianSNN(torch.nn.Module):
             )
         if not kl_weight >= 0:
             raise ValueError(f"KL weight must be >= 0, got {kl_weight}")
+        if getattr(net, "local_learning", False) and likelihood.readouts == "last":
+            raise CompositionError(
+                f"{type(likelihood).__name__} scores only the last layer's readout, so under local learning "
+                "(DECOLLE) the other layers would learn nothing; use local_learning=False (--learning end-to-end)"
+            )
         self.net = prior.apply_(net)
         self.prior = prior
         self.likelihood = likelihood
         self.kl_weight = kl_weight
-        self.guide = guide(self.model)
+        self._scales: list = []
+        self._sites: ModelSites | None = None
+        self._hooks: list = []
+        self.guide = self._scaled(guide(self.model))
 
     def model(
         self,
@@ -58,53 +72,99 @@ class BayesianSNN(torch.nn.Module):
         carry: dict | None = None,
         kl_scale: float = 1.0,
     ) -> torch.Tensor:
-        """The Pyro model over steps t0 .. t0 + T - 1 of ``x`` (B, T, features); returns readouts.
+        """The Pyro model over steps t0 .. t0 + T - 1 of ``x`` (B, T, features); returns readouts
+        (also recorded as the deterministic site ``readouts``, so ``Predictive`` returns them).
 
         ``state`` continues a sequence; ``carry['state']`` receives the state after the last step.
         ``kl_scale`` divides the KL among the steps of an online sequence.
         """
-        with self._weight_sites(kl_scale):
+        with self.latent_scale(kl_scale):
             out = self.net(x, state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
         self.likelihood(out.readouts, y, t0)
         return out.readouts
 
-    def prior_buffers(self) -> dict[str, torch.Tensor]:
-        """The prior's parameter tensor per latent site of the network (what its sample sites read)."""
-        buffers = {}
-        for module_name, module in self.net.named_modules():
-            for attr in getattr(module, "_pyro_samples", {}):
-                buffers[f"{module_name}.{attr}" if module_name else attr] = getattr(module, f"{attr}_prior")
-        return buffers
-
-    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
-        """p(w) per latent site of the network, as its sample sites define it."""
-        return {
-            name: self.prior.distribution(buffer).to_event(buffer.dim())
-            for name, buffer in self.prior_buffers().items()
-        }
-
-    def guide_fn(self, *args, kl_scale: float = 1.0, **kwargs):
-        """The guide, under the same KL scaling as the model's weight sites."""
-        with self._weight_sites(kl_scale):
-            return self.guide(*args, **kwargs)
-
-    def _weight_sites(self, kl_scale: float):
-        """The KL weight on the weight sites: a scale, or for beta = 0 a mask (Pyro's scale must be
+    def latent_scale(self, kl_scale: float = 1.0):
+        """The KL weight on the latent sites: a scale, or for beta = 0 a mask (Pyro's scale must be
         positive), so that the ELBO keeps only the likelihood."""
         scale = self.kl_weight * kl_scale
         return poutine.scale(scale=scale) if scale > 0 else poutine.mask(mask=False)
 
+    def _scaled(self, guide: torch.nn.Module) -> torch.nn.Module:
+        """``guide`` with the model's KL weight on its sites: hooks around its ``forward`` open
+        :meth:`latent_scale` for the call's ``kl_scale`` and close it, even when it raises."""
+        if not isinstance(guide, torch.nn.Module):
+            raise CompositionError(
+                f"the guide must be a torch.nn.Module (a PyroModule) that keeps its parameters, got {type(guide).__name__}"
+            )
+        for hook in self._hooks:
+            hook.remove()
+
+        def enter(module, args, kwargs):
+            messenger = self.latent_scale(kwargs.get("kl_scale", 1.0))
+            messenger.__enter__()
+            self._scales.append(messenger)
+
+        def leave(module, args, kwargs, output):
+            self._scales.pop().__exit__(None, None, None)
+
+        self._hooks = [
+            guide.register_forward_pre_hook(enter, with_kwargs=True),
+            guide.register_forward_hook(leave, with_kwargs=True, always_call=True),
+        ]
+        return guide
+
+    @property
+    def sites(self) -> ModelSites:
+        """The description of the latent sites (after :meth:`setup`)."""
+        if self._sites is None:
+            raise RuntimeError("BayesianSNN.setup(example input) must be called first")
+        return self._sites
+
     def setup(self, example_x: torch.Tensor) -> "BayesianSNN":
-        """Create the guide's parameters from one example input (B, T, features)."""
-        example = example_x[:1, :1]
-        if hasattr(self.guide, "setup"):
-            self.guide.setup(example)
-        else:
-            with torch.no_grad(), poutine.block():
-                self.guide(example)
+        """Create the guide's parameters from one example input (B, T, features), check that the
+        guide covers and fits every latent site, and describe the sites for the engines.  The
+        traces this takes draw from forks of the random generators: the caller's stream of
+        random numbers is left as it was."""
+        devices = [example_x.device] if example_x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return self._setup(example_x)
+
+    def _setup(self, example_x: torch.Tensor) -> "BayesianSNN":
+        args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
+        model_sites = latent_sites(self.model, *args)
+        guide = self.guide
+        if isinstance(guide, AutoGuide) and not isinstance(guide, AutoGuideList):
+            for name, site in model_sites.items():  # an autoguide would fail obscurely on a discrete site
+                problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], guide)
+                if problem:
+                    raise CompositionError(problem)
+        _setup(guide, *args)
+        covered = set(getattr(guide, "sites", model_sites))
+        hyper = [name for name, site in model_sites.items() if name not in covered]
+        beta = BetaGuide(self.model)
+        if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
+            self.guide = self._scaled(GuideList(self.model, [guide, beta]))
+            self.guide.setup(*args)
+        self._sites = describe(self.model, self.guide, self.net, model_sites, *args)
         return self
+
+    def prior_buffers(self) -> dict[str, torch.Tensor]:
+        """The tensor each latent site's prior reads (sites whose prior reads one)."""
+        return {site.name: site.prior_buffer for site in self.sites if site.prior_buffer is not None}
+
+    def prior_distributions(self) -> dict[str, torch.distributions.Distribution]:
+        """p(w) per latent site of a model without hyper-latents, as its sample sites define it."""
+        if self.sites.hyper:
+            raise CompositionError(
+                f"the priors of this model depend on its hyper-latents ({', '.join(self.sites.hyper)}); "
+                "trace the model for them"
+            )
+        return {
+            site.name: self.prior.distribution(site.name, site.prior_buffer, site.shape).to_event(len(site.shape))
+            for site in self.sites
+        }
 
     @torch.no_grad()
     def predictive_readouts(
@@ -150,3 +210,13 @@ class BayesianSNN(torch.nn.Module):
         probs = self.predict(x, mode, samples)
         nll = -torch.log(probs.gather(-1, y.long().unsqueeze(-1)).clamp_min(1e-12)).mean()
         return {"accuracy": (probs.argmax(-1) == y).float().mean().item(), "nll": nll.item()}
+
+
+def _setup(guide: torch.nn.Module, *args) -> None:
+    """Create a guide's parameters: its ``setup`` where it has one, else one call (Pyro's
+    autoguides make theirs on the first call)."""
+    if hasattr(guide, "setup"):
+        guide.setup(*args)
+    else:
+        with torch.no_grad(), poutine.block():
+            guide(*args)

@@ -6,7 +6,8 @@ online schedule (an optimiser step at every time step) that overhead is most of 
 ``Trace_ELBO`` (log q - log p at the draw) from the guide's ``distributions()``, the prior's
 distributions and the network's ``run``: the same draws, in the same order, for the same random
 state, so the same loss and gradients (tested against SVI), with one particle or with vectorised
-particles (P draws of every weight as one batch).  Like Pyro's JIT-compiled ELBOs it
+particles (P draws of every weight as one batch).  It reads the latent sites, their priors and which layer
+each feeds from the model's description (``bsnn.sites``).  Like Pyro's JIT-compiled ELBOs it
 skips distribution argument validation (the trainer checks every loss for NaN), and it rebuilds
 the prior's distributions only when a prior tensor changes, so a fixed prior's normaliser is
 computed once rather than at every online step.
@@ -21,38 +22,48 @@ from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 from torch.distributions import kl_divergence
 
+from ..adapters.torch_internals import version
 from .bnn import BayesianSNN
+from .sites import CompositionError
 
 
 class DirectELBO:
     """``loss(x, y, ...)`` of a :class:`BayesianSNN` whose guide has reparameterised
-    ``distributions()`` and whose latent sites are the layers' weights."""
+    ``distributions()`` over every latent site, and whose latent sites are layers' weights under
+    priors without hyper-latents (read from ``bsnn.sites``)."""
 
     def __init__(self, bsnn: BayesianSNN, *, analytic_kl: bool = True, num_particles: int = 1):
         reason = unsupported_reason(bsnn)
         if reason:
-            raise ValueError(f"the direct ELBO cannot evaluate this model: {reason}")
+            raise CompositionError(f"the direct engine cannot evaluate this model: {reason}")
         if num_particles < 1:
             raise ValueError(f"num_particles must be >= 1, got {num_particles}")
         self.bsnn = bsnn
         self.analytic_kl = analytic_kl
         self.num_particles = num_particles
-        self.layer_sites = [f"layers.{i}.weight" for i in range(len(bsnn.net.layers))]
         self._prior_key: tuple = ()
         self._priors: dict = {}
 
     @classmethod
     def for_loss(cls, bsnn: BayesianSNN, loss: ELBO) -> DirectELBO:
-        """The direct form of ``loss`` (``TraceMeanField_ELBO`` or ``Trace_ELBO``, one particle or
+        """The direct form of ``loss`` (a mean-field ELBO or ``Trace_ELBO``, one particle or
         vectorised particles)."""
         particles = getattr(loss, "num_particles", 1)
         if particles != 1 and not getattr(loss, "vectorize_particles", False):
-            raise ValueError("the direct ELBO draws particles as one batch; use vectorize_particles=True or SVI")
+            raise CompositionError("the direct engine draws particles as one batch; use vectorize_particles=True or SVI")
         if isinstance(loss, TraceMeanField_ELBO):
             return cls(bsnn, analytic_kl=True, num_particles=particles)
         if type(loss) is Trace_ELBO:
             return cls(bsnn, analytic_kl=False, num_particles=particles)
-        raise ValueError(f"the direct ELBO has no form of {type(loss).__name__}; use SVI")
+        raise CompositionError(f"the direct engine has no form of {type(loss).__name__}; use SVI")
+
+    def weights(self, draws: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The weight of every layer: its site's draw, or the layer's own parameter where the prior
+        left it a learned parameter."""
+        return [
+            draws[site] if site is not None else layer.weight
+            for site, layer in zip(self.bsnn.sites.layer_weights, self.bsnn.net.layers)
+        ]
 
     def draws(self) -> dict[str, torch.Tensor]:
         """One reparameterised draw per site, in the guide's site order."""
@@ -70,20 +81,24 @@ class DirectELBO:
     ) -> torch.Tensor:
         """-ELBO (differentiable) for steps t0 .. t0 + T - 1 of ``x``, as ``BayesianSNN.model`` defines
         it; with P particles, the mean over P draws of every weight taken as one batch (the network
-        runs them along a leading sample dimension)."""
+        runs them along a leading sample dimension).  A site without a closed-form KL is charged
+        log q(w) - log p(w) at its draw, as ``MeanFieldELBO`` charges it."""
         bsnn, particles = self.bsnn, self.num_particles
         sample_shape = torch.Size([particles] if particles > 1 else [])
         with pyro.validation_enabled(False):
             posteriors = bsnn.guide.distributions()
             priors = self.prior_distributions()
-            weights, divergence = {}, 0.0
+            draws, divergence = {}, 0.0
             for name, q in posteriors.items():
-                weights[name] = w = q.rsample(sample_shape)
+                draws[name] = w = q.rsample(sample_shape)
                 if self.analytic_kl:  # the same for every particle
-                    divergence = divergence + kl_divergence(q, priors[name]).sum()
-                else:
-                    divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum() / particles
-        out = bsnn.net.run(x, [weights[name] for name in self.layer_sites], state)
+                    try:
+                        divergence = divergence + kl_divergence(q, priors[name]).sum()
+                        continue
+                    except NotImplementedError:
+                        pass
+                divergence = divergence + (q.log_prob(w) - priors[name].log_prob(w)).sum() / particles
+        out = bsnn.net.run(x, self.weights(draws), state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
         log_likelihood = bsnn.likelihood.log_likelihood(out.readouts, y, t0) / particles
@@ -93,7 +108,7 @@ class DirectELBO:
         """The model's prior per site, kept while the prior and its tensors are the same objects,
         unchanged."""
         buffers = self.bsnn.prior_buffers()
-        key = (id(self.bsnn.prior), *((name, id(buffer), buffer._version) for name, buffer in buffers.items()))
+        key = (id(self.bsnn.prior), *((name, id(buffer), version(buffer)) for name, buffer in buffers.items()))
         if key != self._prior_key:
             self._prior_key, self._priors = key, self.bsnn.prior_distributions()
         return self._priors
@@ -101,14 +116,17 @@ class DirectELBO:
 
 def unsupported_reason(bsnn: BayesianSNN) -> str:
     """Why :class:`DirectELBO` cannot evaluate ``bsnn`` ('' when it can)."""
+    sites = bsnn.sites
+    others = sites.hyper + sites.parameters
+    if others:
+        return f"its latent sites {', '.join(others)} are not layers' weights under fixed priors; use SVI"
     distributions = getattr(bsnn.guide, "distributions", None)
     if not callable(distributions):
-        return f"{type(bsnn.guide).__name__} has no distributions() method"
-    sites = getattr(bsnn.guide, "sites", {})
-    expected = {f"layers.{i}.weight" for i in range(len(bsnn.net.layers))}
-    if set(sites) != expected:
-        return f"its latent sites {sorted(sites)} are not the layers' weights {sorted(expected)}"
-    if bsnn.guide.training and not all(q.has_rsample for q in distributions().values()):
+        return f"its guide {type(bsnn.guide).__name__} has no distributions() method; use SVI"
+    covered = set(distributions())
+    if covered != set(sites.sites):
+        return f"its guide's distributions() cover {sorted(covered)}, not the latent sites {sorted(sites.sites)}"
+    if bsnn.guide.training and not all(site.reparameterised for site in sites):
         return "its guide is not reparameterised (score-function training needs SVI with TraceGraph_ELBO)"
     return ""
 

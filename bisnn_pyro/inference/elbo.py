@@ -13,23 +13,23 @@ from __future__ import annotations
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import TraceMeanField_ELBO
-from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
 from pyro.infer.util import is_validation_enabled, torch_item
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 
+from ..adapters.pyro_internals import MeanFieldTraceHooks, check_mean_field_order
+from ..adapters.torch_internals import is_tracing
 from ..models.shapes import broadcast_shape
 
 
-class MeanFieldELBO(TraceMeanField_ELBO):
+class MeanFieldELBO(MeanFieldTraceHooks):
     """``TraceMeanField_ELBO`` (same arguments, loss and gradients) that leaves unscored the
-    log-densities an exact KL replaces."""
+    log-densities an exact KL replaces (so a relaxed draw is never scored by the exact prior)."""
 
-    def _get_trace(self, model, guide, args, kwargs):
+    def trace_pair(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):
-            return super()._get_trace(model, guide, args, kwargs)
+            return self.pyro_trace_pair(model, guide, args, kwargs)
         guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace), graph_type="flat").get_trace(
             *args, **kwargs
@@ -44,10 +44,27 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                     if site["type"] == "sample":
                         check_site_shape(_with_log_prob_shape(site), self.max_plate_nesting)
             check_if_enumerated(guide_trace)
-            _check_mean_field_requirement(model_trace, guide_trace)
+            check_mean_field_order(model_trace, guide_trace)
         return model_trace, guide_trace
 
-    def _differentiable_loss_particle(self, model_trace, guide_trace):
+    def plate_nesting(self, model, guide, args, kwargs) -> None:
+        """Pyro's guess of ``max_plate_nesting`` (the deepest plate of either trace), with its shape
+        checks, without scoring the latent sites."""
+        with poutine.block():
+            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+        guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
+        sites = [site for trace in (model_trace, guide_trace) for site in trace.nodes.values() if site["type"] == "sample"]
+        if is_validation_enabled():
+            model_trace.compute_log_prob(lambda name, site: site["is_observed"])
+            for site in sites:
+                check_site_shape(_with_log_prob_shape(site), max_plate_nesting=float("inf"))
+        dims = [frame.dim for site in sites for frame in site["cond_indep_stack"] if frame.vectorized]
+        self.max_plate_nesting = -min(dims) if dims else 0
+        if self.vectorize_particles and self.num_particles > 1:
+            self.max_plate_nesting += 1
+
+    def particle_loss(self, model_trace, guide_trace):
         elbo_particle = 0.0
         for name, model_site in model_trace.nodes.items():
             if model_site["type"] != "sample":
@@ -76,7 +93,7 @@ class MeanFieldELBO(TraceMeanField_ELBO):
                 if is_validation_enabled():
                     _check_reparameterised(guide_site)
                 elbo_particle = elbo_particle - _entropy_term(guide_trace, name).sum()
-        loss = -(elbo_particle.detach() if torch._C._get_tracing_state() else torch_item(elbo_particle))
+        loss = -(elbo_particle.detach() if is_tracing() else torch_item(elbo_particle))
         return loss, -elbo_particle
 
 

@@ -14,8 +14,10 @@ generator.
 It applies to a :class:`~bisnn_pyro.models.snn.SpikingMLP` without biases and with local learning
 and the boxcar surrogate, a :class:`~bisnn_pyro.models.likelihoods.ReadoutCategorical` on every
 layer's readout, a relaxed :class:`.guides.SignBernoulliGuide` under a fixed sign-Bernoulli prior,
-a ``TraceMeanField_ELBO`` with one particle, and :func:`.optim.BayesianLearningRule` without
-gradient clipping, in float32 on the CPU; :func:`unsupported_reason` says what else stops it.
+a ``MeanFieldELBO`` with one particle, and :func:`.optim.BayesianLearningRule` without
+gradient clipping, in float32 on the CPU; :func:`unsupported_reason` says what else stops it.  It
+finds the layers' sites, priors and natural parameters in the model's description
+(``bsnn.sites``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pyro.infer import TraceMeanField_ELBO
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
@@ -31,9 +32,12 @@ from ..models.distributions import SignBernoulli, log_two_cosh
 from ..models.layers import BinaryLinear
 from ..models.likelihoods import ReadoutCategorical
 from ..models.snn import DecolleNetwork
+from ..adapters.pyro_internals import clips_gradients
 from .bnn import BayesianSNN
+from .elbo import MeanFieldELBO
 from .guides import SignBernoulliGuide
-from .optim import NaturalGradientSign, parameter_optimizer
+from .optim import LearningRule, parameter_optimizer
+from .sites import CompositionError
 
 
 def unsupported_reason(bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO) -> str:
@@ -55,18 +59,18 @@ def unsupported_reason(bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO) -> str:
     likelihood = bsnn.likelihood
     if type(likelihood) is not ReadoutCategorical or likelihood.readouts != "all":
         return "its likelihood is not ReadoutCategorical on every layer's readout"
-    guide = bsnn.guide
-    if not isinstance(guide, SignBernoulliGuide) or guide.temperature is None:
-        return "its guide is not a relaxed SignBernoulliGuide"
-    if set(guide.sites) != {f"layers.{i}.weight" for i in range(len(net.layers))}:
-        return "its latent sites are not the layers' weights"
+    guide, sites = bsnn.guide, bsnn.sites
+    if type(guide) is not SignBernoulliGuide or not isinstance(guide.temperature, (int, float)):
+        return "its guide is not a SignBernoulliGuide with a fixed relaxation temperature"
+    if None in sites.layer_weights or sites.hyper or sites.parameters:
+        return "its latent sites are not exactly the layers' weights"
     for name, prior in bsnn.prior_distributions().items():
         base = getattr(prior, "base_dist", prior)
         if type(base) is not SignBernoulli or base.natural.requires_grad:
             return f"the prior of {name} is not a fixed SignBernoulli"
-    if not isinstance(loss, TraceMeanField_ELBO) or getattr(loss, "num_particles", 1) != 1:
-        return "its loss is not TraceMeanField_ELBO with one particle"
-    if optim.pt_optim_constructor is not NaturalGradientSign or optim.pt_clip_args:
+    if not isinstance(loss, MeanFieldELBO) or getattr(loss, "num_particles", 1) != 1:
+        return "its loss is not MeanFieldELBO with one particle"
+    if not isinstance(optim, LearningRule) or clips_gradients(optim):
         return "its optimiser is not BayesianLearningRule without gradient clipping"
     for lam in guide.natural().values():
         if lam.device.type != "cpu" or lam.dtype != torch.float32:
@@ -109,12 +113,12 @@ class _Layer:
 
 class FusedOnline:
     """Online sequences of a :class:`BayesianSNN` under ``optim`` (``BayesianLearningRule``) and
-    ``loss`` (``TraceMeanField_ELBO``), each step fused; see the module's docstring."""
+    ``loss`` (``MeanFieldELBO``), each step fused; see the module's docstring."""
 
     def __init__(self, bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO):
         reason = unsupported_reason(bsnn, optim, loss)
         if reason:
-            raise ValueError(f"the fused online step cannot train this model: {reason}")
+            raise CompositionError(f"the fused engine cannot train this model: {reason}")
         from . import fused_kernels
 
         self.kernels = fused_kernels
@@ -127,8 +131,7 @@ class FusedOnline:
         replaced the tensors), with the prior's natural parameters."""
         net, naturals, priors = self.bsnn.net, self.bsnn.guide.natural(), self.bsnn.prior_distributions()
         layers = []
-        for index, layer in enumerate(net.layers):
-            name = f"layers.{index}.weight"
+        for index, (layer, name) in enumerate(zip(net.layers, self.bsnn.sites.layer_weights)):
             made = _Layer(naturals[name], getattr(net, f"readout_{index}"), net.readout_scales[index], layer.scale)
             made.set_prior(getattr(priors[name], "base_dist", priors[name]).natural)
             layers.append(made)

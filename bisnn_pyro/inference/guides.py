@@ -1,45 +1,35 @@
-"""Guides over the network's weight sites: mean-field sign-Bernoulli and straight-through.
+"""Guides over the model's latent sites: mean-field sign-Bernoulli, straight-through, Beta, and
+lists of guides over disjoint sites.
 
-Both discover their sites by tracing the model once in an explicit ``setup(*example_args)``, so
-their parameters exist (and ``load_state_dict`` works) before any training step.  Parameters are
-``PyroParam``s of the guide module: nothing lives in Pyro's global parameter store.
+The protocol a guide follows here is Pyro's (a callable taking the model's arguments that samples
+every latent site it covers) plus a few methods the library uses where they exist:
+
+* ``setup(*example_args)``: create the parameters before any step, so ``load_state_dict`` works;
+* ``distributions()``: q per site as the guide samples it (the direct engine evaluates the ELBO
+  from these without tracing);
+* ``median()`` and ``mean()``: point weights per site (MAP and mean predictions);
+* ``sites``: the names and shapes of the sites it covers.
+
+:class:`WeightGuide` provides all of them from three methods a subclass writes: ``covers(prior)``,
+``init_site(name, prior, params, generator)`` and ``site_distribution(name, params)``.
+Parameters are ``PyroParam``s (or :class:`~.optim.NaturalParameter`s) of the guide module:
+nothing lives in Pyro's global parameter store.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Sequence
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import Delta, TorchDistribution
-from pyro.poutine.util import site_is_subsample
+from pyro.distributions import Beta, Delta, Distribution, TorchDistribution, constraints
 from pyro.nn import PyroModule, PyroParam
 
-from ..models.distributions import RelaxedSignBernoulli, SignBernoulli
-
-
-def _latent_sites(model: Callable, *args, **kwargs) -> dict[str, torch.Size]:
-    """Shapes of the unobserved sample sites of one run of ``model`` (no gradients, no params)."""
-    with torch.no_grad(), poutine.block(hide_types=["param"]):
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    return {
-        name: site["value"].shape
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-    }
-
-
-def _set_nested(root: PyroModule, dotted: str, value: PyroParam) -> None:
-    """Set ``root.a.b.c = value`` for ``dotted = 'a.b.c'``, creating PyroModules on the way."""
-    *path, leaf = dotted.split(".")
-    for part in path:
-        if not hasattr(root, part):
-            setattr(root, part, PyroModule())
-        root = getattr(root, part)
-    setattr(root, leaf, value)
-
+from ..models.distributions import RelaxedSignBernoulli, SignBernoulli, relaxed_sign_values, sign_values
+from .optim import NaturalParameter
+from .sites import base_distribution, latent_sites
 
 DECIDED_NATURAL = 20.0  # P(w = sign) = 1 - 4e-18: a point mass with a finite KL
 
@@ -49,8 +39,24 @@ def sign(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-class _WeightGuide(PyroModule):
-    """Shared set-up: one real parameter tensor per latent site, initialised small and random."""
+def _set_nested(root: PyroModule, dotted: str, value: PyroModule) -> None:
+    """Set ``root.a.b.c = value`` for ``dotted = 'a.b.c'``, creating PyroModules on the way."""
+    *path, leaf = dotted.split(".")
+    for part in path:
+        if not hasattr(root, part):
+            setattr(root, part, PyroModule())
+        root = getattr(root, part)
+    setattr(root, leaf, value)
+
+
+class WeightGuide(PyroModule):
+    """Base of mean-field guides with parameters of their own for each latent site they cover.
+
+    ``setup(*example_args)`` traces the model once and, for every latent site whose prior
+    ``covers`` accepts, makes a small module ``params`` for the site (``site_parameters(name)``)
+    and calls ``init_site`` to fill it.  The guide then samples each site from
+    ``site_distribution(name, params)``, whose batch shape is the site's shape.
+    """
 
     def __init__(self, model: Callable, *, init_scale: float = 0.1, seed: int | None = None):
         super().__init__()
@@ -59,44 +65,63 @@ class _WeightGuide(PyroModule):
         self.seed = seed
         self.sites: dict[str, torch.Size] = {}
         self.params = PyroModule()
+        self.is_set_up = False
 
-    def setup(self, *args, **kwargs) -> "_WeightGuide":
-        """Create one parameter per latent site of ``model(*args, **kwargs)``."""
+    def covers(self, prior: Distribution) -> bool:
+        """Whether this guide takes a latent site with (base) prior distribution ``prior``."""
+        raise NotImplementedError
+
+    def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
+        """Create the parameters of site ``name`` as attributes of ``params`` (the site's shape is
+        ``prior.batch_shape``; draw random initial values from ``generator``)."""
+        raise NotImplementedError
+
+    def site_distribution(self, name: str, params: PyroModule) -> Distribution:
+        """q of site ``name`` from its parameters, batch shape = the site's shape."""
+        raise NotImplementedError
+
+    def setup(self, *args, **kwargs) -> "WeightGuide":
+        """Create the parameters of every latent site of ``model(*args, **kwargs)`` this guide covers."""
         generator = torch.Generator()
         if self.seed is not None:
             generator.manual_seed(self.seed)
         else:
             generator.seed()
-        self.sites = dict(_latent_sites(self.model[0], *args, **kwargs))
-        for name, shape in self.sites.items():
-            init = self.init_scale * torch.randn(shape, generator=generator)
-            _set_nested(self.params, name, PyroParam(init))
+        for name, site in latent_sites(self.model[0], *args, **kwargs).items():
+            prior = base_distribution(site["fn"])
+            if not self.covers(prior):
+                continue
+            self.sites[name] = prior.batch_shape
+            params = PyroModule()
+            _set_nested(self.params, name, params)
+            self.init_site(name, prior, params, generator)
+        self.is_set_up = True
         return self
 
-    def _check_setup(self) -> None:
-        if not self.sites:
-            raise RuntimeError(f"{type(self).__name__}.setup(example inputs) must be called before use")
-
-    def param(self, name: str) -> torch.Tensor:
+    def site_parameters(self, name: str) -> PyroModule:
+        """The module holding the parameters of site ``name``."""
         return functools.reduce(getattr, name.split("."), self.params)
 
-    def _per_site(self, make_distribution) -> dict[str, TorchDistribution]:
-        self._check_setup()
-        return {name: make_distribution(self.param(name)).to_event(len(shape)) for name, shape in self.sites.items()}
-
     def distributions(self) -> dict[str, TorchDistribution]:
-        """q(w) per site, as :meth:`forward` samples it (so a loss can be evaluated without tracing)."""
-        raise NotImplementedError
+        """q per site, as :meth:`forward` samples it (so a loss can be evaluated without tracing)."""
+        if not self.is_set_up:
+            raise RuntimeError(f"{type(self).__name__}.setup(example inputs) must be called before use")
+        return {
+            name: self.site_distribution(name, self.site_parameters(name)).to_event(len(shape))
+            for name, shape in self.sites.items()
+        }
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        return {name: pyro.sample(name, distribution) for name, distribution in self.distributions().items()}
+        return {name: pyro.sample(name, q) for name, q in self.distributions().items()}
 
 
-class SignBernoulliGuide(_WeightGuide):
-    """Mean-field q(w) = prod SignBernoulli(w | lam): the Bayes-BiSNN posterior.
+class SignBernoulliGuide(WeightGuide):
+    """Mean-field q(w) = prod SignBernoulli(w | lam) over the model's +-1 sites: the Bayes-BiSNN
+    posterior.  Each site's natural parameters lam are a :class:`~.optim.NaturalParameter`.
 
     In training mode it draws relaxed samples at ``temperature`` (reparameterised); in eval mode,
-    or with ``temperature=None`` (score-function training), exact +-1 samples.
+    or with ``temperature=None`` (score-function training), exact +-1 samples.  Subclasses may
+    compute lam differently (``natural_parameter``) or relax differently (``site_distribution``).
     """
 
     def __init__(
@@ -112,17 +137,29 @@ class SignBernoulliGuide(_WeightGuide):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def distributions(self) -> dict[str, TorchDistribution]:
+    def covers(self, prior: Distribution) -> bool:
+        return prior.support is sign_values or prior.support is relaxed_sign_values
+
+    def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
+        params.natural = NaturalParameter(self.init_scale * torch.randn(prior.batch_shape, generator=generator))
+
+    def natural_parameter(self, name: str, params: PyroModule) -> torch.Tensor:
+        """lam of site ``name``."""
+        return params.natural
+
+    def site_distribution(self, name: str, params: PyroModule) -> Distribution:
+        natural = self.natural_parameter(name, params)
         if self.training and self.temperature is not None:
-            return self._per_site(lambda lam: RelaxedSignBernoulli(lam, self.temperature))
-        return self._per_site(SignBernoulli)
+            return RelaxedSignBernoulli(natural, self.temperature)
+        return SignBernoulli(natural)
 
     def natural(self) -> dict[str, torch.Tensor]:
         """The natural parameters lam per site."""
-        return {name: self.param(name) for name in self.sites}
+        return {name: self.natural_parameter(name, self.site_parameters(name)) for name in self.sites}
 
     def posterior(self, name: str) -> SignBernoulli:
-        return SignBernoulli(self.param(name).detach())
+        """q of site ``name`` (exact, without gradient)."""
+        return SignBernoulli(self.natural_parameter(name, self.site_parameters(name)).detach())
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
@@ -135,6 +172,14 @@ class SignBernoulliGuide(_WeightGuide):
         return {name: torch.tanh(lam) for name, lam in self.natural().items()}
 
 
+class PointSign(Delta):
+    """A point mass at a +-1 value: a ``Delta`` whose support is {-1, +1}."""
+
+    @constraints.dependent_property
+    def support(self):
+        return constraints.independent(sign_values, self.event_dim)
+
+
 class _StraightThroughSign(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta: torch.Tensor) -> torch.Tensor:
@@ -145,18 +190,120 @@ class _StraightThroughSign(torch.autograd.Function):
         return grad_output
 
 
-class StraightThroughGuide(_WeightGuide):
-    """ST-BiSNN: latent real theta, weight sign(theta) forward, identity backward (a point mass)."""
+class StraightThroughGuide(WeightGuide):
+    """ST-BiSNN: latent real theta, weight sign(theta) forward, identity backward (a point mass
+    on +-1).  Under a non-uniform prior the gradient of log p(sign theta) = lam_p sign(theta) -
+    log 2cosh(lam_p) passes straight through to theta."""
 
-    def distributions(self) -> dict[str, TorchDistribution]:
-        return self._per_site(lambda theta: Delta(_StraightThroughSign.apply(theta)))
+    def covers(self, prior: Distribution) -> bool:
+        return prior.support is sign_values or prior.support is relaxed_sign_values
+
+    def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
+        params.theta = PyroParam(self.init_scale * torch.randn(prior.batch_shape, generator=generator))
+
+    def site_distribution(self, name: str, params: PyroModule) -> Distribution:
+        return PointSign(_StraightThroughSign.apply(params.theta))
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        return {name: sign(self.param(name)) for name in self.sites}
+        return {name: sign(self.site_parameters(name).theta) for name in self.sites}
 
     mean = median
 
     def posterior(self, name: str) -> SignBernoulli:
         """The point mass at sign(theta), as a sign-Bernoulli that is (numerically) certain."""
-        return SignBernoulli(DECIDED_NATURAL * sign(self.param(name).detach()))
+        return SignBernoulli(DECIDED_NATURAL * sign(self.site_parameters(name).theta.detach()))
+
+
+class BetaGuide(WeightGuide):
+    """Mean-field q(p) = Beta(alpha, beta) for the model's Beta-distributed sites (the hyper-latents
+    of :class:`~bisnn_pyro.models.priors.BetaBinaryPrior`), initialised at the prior."""
+
+    def covers(self, prior: Distribution) -> bool:
+        return isinstance(prior, torch.distributions.Beta)
+
+    def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
+        params.alpha = PyroParam(prior.concentration1.detach().clone(), constraint=constraints.positive)
+        params.beta = PyroParam(prior.concentration0.detach().clone(), constraint=constraints.positive)
+
+    def site_distribution(self, name: str, params: PyroModule) -> Distribution:
+        return Beta(params.alpha, params.beta)
+
+    @torch.no_grad()
+    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """The posterior means alpha / (alpha + beta) (a point value for each site)."""
+        return {name: q.base_dist.mean for name, q in self.distributions().items()}
+
+    mean = median
+
+
+class GuideList(PyroModule):
+    """Guides over disjoint sets of the model's latent sites, used as one guide (in the manner of
+    Pyro's ``AutoGuideList``): e.g. ``GuideList(model, [SignBernoulliGuide(model), BetaGuide(model)])``.
+    A part may be any guide, a Pyro autoguide over ``poutine.block(model, expose=[...])`` too.
+    When every part has ``distributions()``, the sites are sampled in the model's order."""
+
+    def __init__(self, model: Callable, parts: Sequence[torch.nn.Module]):
+        super().__init__()
+        self.model = (model,)
+        self.parts = PyroModule[torch.nn.ModuleList](list(parts))
+        self.order: list[str] = []
+
+    def setup(self, *args, **kwargs) -> "GuideList":
+        """Set up every part, and record the order of the model's latent sites."""
+        for part in self.parts:
+            if hasattr(part, "setup"):
+                part.setup(*args, **kwargs)
+            else:
+                with torch.no_grad(), poutine.block():
+                    part(*args, **kwargs)
+        self.order = list(latent_sites(self.model[0], *args, **kwargs))
+        return self
+
+    @property
+    def sites(self) -> dict[str, torch.Size]:
+        return {name: shape for part in self.parts for name, shape in getattr(part, "sites", {}).items()}
+
+    def part_for(self, name: str) -> torch.nn.Module:
+        """The part covering site ``name``."""
+        for part in self.parts:
+            if name in getattr(part, "sites", {}):
+                return part
+        raise KeyError(f"no part of this GuideList covers site {name!r}")
+
+    def distributions(self) -> dict[str, TorchDistribution]:
+        merged = {}
+        for part in self.parts:
+            merged.update(part.distributions())
+        return {name: merged[name] for name in sorted(merged, key=self._position)}
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        if all(callable(getattr(part, "distributions", None)) for part in self.parts):
+            return {name: pyro.sample(name, q) for name, q in self.distributions().items()}
+        values = {}
+        for part in self.parts:
+            values.update(part(*args, **kwargs) or {})
+        return values
+
+    def _position(self, name: str) -> int:
+        return self.order.index(name) if name in self.order else len(self.order)
+
+    def _merged(self, method: str, *args, **kwargs) -> dict[str, torch.Tensor]:
+        merged = {}
+        for part in self.parts:
+            found = getattr(part, method, None) or getattr(part, "median")
+            merged.update(found(*args, **kwargs))
+        return merged
+
+    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return self._merged("median", *args, **kwargs)
+
+    def mean(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        return self._merged("mean", *args, **kwargs)
+
+    def natural(self) -> dict[str, torch.Tensor]:
+        """The natural parameters of the parts that have them."""
+        return {name: lam for part in self.parts if hasattr(part, "natural") for name, lam in part.natural().items()}
+
+    def posterior(self, name: str):
+        return self.part_for(name).posterior(name)

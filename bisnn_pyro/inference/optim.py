@@ -1,28 +1,45 @@
-"""The Bayesian learning rule as a PyTorch optimiser, wrapped for Pyro.
+"""The Bayesian learning rule as a Pyro optimiser, for the parameters it is for.
 
 For a mean-field sign-Bernoulli with natural parameters lam, the Fisher information is
 1 - tanh(lam)^2; dividing the Euclidean gradient of the ELBO loss by it gives the natural
 gradient, and lam <- lam - lr * natural_gradient is the BayesBiNN / Bayes-BiSNN update (the KL
-part becomes lam - lam_prior exactly).  The division is guarded by ``min_fisher`` and lam is kept
-within +-``max_natural`` so no step overflows.
+part becomes lam - lam_prior exactly).  That preconditioning means something only for natural
+parameters, so a parameter's role comes from where it was made: a guide that owns natural
+parameters of sign-Bernoulli sites makes them :class:`NaturalParameter`s, and
+:func:`BayesianLearningRule` steps those by the rule and hands every other parameter (a learned
+temperature, hyper-posterior parameters, biases, your own) to a companion optimiser, Adam unless
+you pass another.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+import pyro.optim
 import torch
 from pyro.optim import PyroOptim
 
+from ..adapters.pyro_internals import add_parameter_optimizer, optimizer_objects
 from ..models.distributions import sign_fisher
+
+DEFAULT_COMPANION_LR = 1e-2
+
+
+class NaturalParameter(torch.nn.Parameter):
+    """A parameter holding natural parameters lam of sign-Bernoulli guide sites: the learning rule
+    preconditions its gradient by 1 / (1 - tanh^2 lam).  Make a guide's natural parameters this
+    type (as :class:`~bisnn_pyro.inference.guides.SignBernoulliGuide` does) to have them stepped by
+    the rule; any other parameter goes to the rule's companion optimiser."""
+
+    def unconstrained(self) -> "NaturalParameter":
+        """Itself: its values are unconstrained (what Pyro's ``SVI`` asks of a parameter's value)."""
+        return self
 
 
 class NaturalGradientSign(torch.optim.Optimizer):
-    """lam <- clamp(lam - lr * m, +-max_natural), m = momentum * m + (1 - dampening) * g / F(lam).
-
-    ``precondition=False`` in a parameter group turns it into plain SGD with the same momentum,
-    for parameters that are not natural parameters (deterministic biases, say).
-    """
+    """lam <- clamp(lam - lr * m, +-max_natural), m = momentum * m + (1 - dampening) * g / F(lam),
+    with F(lam) = max(1 - tanh^2 lam, min_fisher): the division is guarded and lam bounded so no
+    step overflows (``max_natural=float("inf")`` lifts the bound)."""
 
     def __init__(
         self,
@@ -32,20 +49,12 @@ class NaturalGradientSign(torch.optim.Optimizer):
         dampening: float = 0.0,
         min_fisher: float = 1e-8,
         max_natural: float = 10.0,
-        precondition: bool = True,
     ):
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            min_fisher=min_fisher,
-            max_natural=max_natural,
-            precondition=precondition,
-        )
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, min_fisher=min_fisher, max_natural=max_natural)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -59,8 +68,8 @@ class NaturalGradientSign(torch.optim.Optimizer):
                 if lam.grad is None:
                     continue
                 grad = torch.nan_to_num(lam.grad, nan=0.0, posinf=0.0, neginf=0.0)
-                if group["precondition"]:  # in place on fresh tensors: this runs at every online step
-                    grad.div_(sign_fisher(lam).clamp_min_(group["min_fisher"]))
+                # in place on fresh tensors: this runs at every online step
+                grad.div_(sign_fisher(lam).clamp_min_(group["min_fisher"]))
                 if group["momentum"] > 0:
                     state = self.state[lam]
                     if "momentum_buffer" not in state:
@@ -69,24 +78,75 @@ class NaturalGradientSign(torch.optim.Optimizer):
                         state["momentum_buffer"].mul_(group["momentum"]).add_(grad, alpha=1.0 - group["dampening"])
                     grad = state["momentum_buffer"]
                 lam.add_(grad, alpha=-group["lr"])
-                if group["precondition"]:
-                    lam.clamp_(-group["max_natural"], group["max_natural"])
+                lam.clamp_(-group["max_natural"], group["max_natural"])
         return loss
 
 
-def parameter_optimizer(optim: PyroOptim, param: torch.Tensor) -> torch.optim.Optimizer:
-    """The PyTorch optimiser ``optim`` keeps for ``param``, made as ``PyroOptim`` makes it on the
-    parameter's first step (for engines that step parameters without calling ``optim``)."""
-    if param not in optim.optim_objs:
-        optim.optim_objs[param] = optim._get_optim(param)
-        optim.grad_clip[param] = optim._get_grad_clip(param)
-    return optim.optim_objs[param]
+class LearningRule(PyroOptim):
+    """The Bayesian learning rule (:class:`NaturalGradientSign`) for :class:`NaturalParameter`s and
+    ``companion`` for every other parameter, as one ``pyro.optim`` optimiser for ``SVI``."""
+
+    def __init__(
+        self,
+        optim_args: dict[str, Any] | Callable[[str], dict[str, Any]],
+        companion: PyroOptim | None = None,
+        clip_args: dict[str, Any] | Callable | None = None,
+    ):
+        super().__init__(NaturalGradientSign, optim_args, clip_args)
+        self.companion = companion if companion is not None else pyro.optim.Adam({"lr": DEFAULT_COMPANION_LR})
+        if not isinstance(self.companion, PyroOptim):
+            raise TypeError(f"the companion optimiser must be a pyro.optim optimiser, got {type(companion).__name__}")
+
+    def route(self, param: torch.Tensor) -> PyroOptim:
+        """The optimiser that steps ``param``: this rule for natural parameters, else the companion."""
+        return self if isinstance(param, NaturalParameter) else self.companion
+
+    def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
+        params = list(params)
+        natural = [p for p in params if isinstance(p, NaturalParameter)]
+        other = [p for p in params if not isinstance(p, NaturalParameter)]
+        for p in natural:
+            parameter_optimizer(self, p)  # refuses per-parameter options for an unnamed parameter
+        super().__call__(natural, *args, **kwargs)
+        if other:
+            self.companion(other, *args, **kwargs)
 
 
-def BayesianLearningRule(optim_args: dict[str, Any] | Callable[..., dict[str, Any]]) -> PyroOptim:
-    """``pyro.optim`` wrapper of :class:`NaturalGradientSign` (use as ``SVI(..., optim=...)``).
+def BayesianLearningRule(
+    optim_args: dict[str, Any] | Callable[[str], dict[str, Any]], companion: PyroOptim | None = None
+) -> LearningRule:
+    """The Bayesian learning rule as a ``pyro.optim`` optimiser (use as ``SVI(..., optim=...)``).
 
-    Every parameter it is handed gets the preconditioned step, deterministic biases included
-    (their "Fisher" 1 - tanh(b)^2 has no meaning); train a biased network with ``bayes-adam``.
+    ``optim_args``: :class:`NaturalGradientSign`'s options (``lr``, ``momentum``, ...), or a callable
+    from a parameter's name in the model (``"guide.params.layers.0.weight.natural"``) to them;
+    ``companion``: the optimiser of every parameter that is not a natural parameter (default
+    ``pyro.optim.Adam({"lr": 1e-2})``).
     """
-    return PyroOptim(NaturalGradientSign, optim_args)
+    return LearningRule(optim_args, companion)
+
+
+def parameter_optimizer(optim: PyroOptim, param: torch.Tensor, name: str | None = None) -> torch.optim.Optimizer:
+    """The PyTorch optimiser that ``optim`` keeps for ``param`` (made as ``PyroOptim`` makes it on
+    the parameter's first step, with per-parameter options taken for ``name``)."""
+    owner = optim.route(param) if isinstance(optim, LearningRule) else optim
+    objects = optimizer_objects(owner)
+    if param not in objects:
+        add_parameter_optimizer(owner, param, name)
+    return objects[param]
+
+
+def all_parameter_optimizers(optim: PyroOptim) -> dict[torch.Tensor, torch.optim.Optimizer]:
+    """Every per-parameter optimiser of ``optim`` (a learning rule's and its companion's)."""
+    objects = dict(optimizer_objects(optim))
+    if isinstance(optim, LearningRule):
+        objects.update(all_parameter_optimizers(optim.companion))
+    return objects
+
+
+def bind_optimizer(optim: PyroOptim, module: torch.nn.Module) -> None:
+    """Make ``optim``'s optimiser for every trainable parameter of ``module`` now, so per-parameter
+    options (a callable ``optim_args``) receive each parameter's name in ``module``: Pyro looks
+    names up in its global parameter store, which module-local parameters are not in."""
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            parameter_optimizer(optim, param, name.removesuffix("_unconstrained"))

@@ -10,7 +10,10 @@ tracing (:mod:`.direct`): the same draws, loss and gradients, without the tracin
 milliseconds a step: most of a small online step, 10-20 % of a sequence step); ``"fused"`` takes
 the online schedule's steps of the ``bayes`` rule in a few compiled passes (:mod:`.fused`: the same
 loss and update for the same uniforms, from its own uniforms); ``"auto"`` takes ``"fused"`` for
-the online schedule where it applies, else ``"direct"`` when the rule allows it, else ``"svi"``.
+the online schedule where it applies, else ``"direct"`` where it applies, else ``"svi"``.  Parts
+that no engine can train together (a loss that would score a relaxed draw by the exact prior, a
+likelihood of whole sequences on the online schedule) are refused in one line
+(:class:`~.sites.CompositionError`), and so is an engine named explicitly that cannot run them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
 from .fused import FusedOnline
-from .optim import parameter_optimizer
+from .optim import all_parameter_optimizers, bind_optimizer, parameter_optimizer
+from .sites import CompositionError, loss_problem
 
 SCHEDULES = ("sequence", "online")
 ENGINES = ("auto", "svi", "direct", "fused")
@@ -50,14 +54,30 @@ def optimizer_state(optim: PyroOptim, module: torch.nn.Module) -> dict[str, Any]
     are not in.)
     """
     names = {id(p): n for n, p in module.named_parameters()}
-    return {names[id(p)]: opt.state_dict() for p, opt in optim.optim_objs.items() if id(p) in names}
+    objects = all_parameter_optimizers(optim)
+    return {names[id(p)]: opt.state_dict() for p, opt in objects.items() if id(p) in names}
 
 
 def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[str, Any]) -> None:
     """Inverse of :func:`optimizer_state`: builds each parameter's optimiser as ``PyroOptim`` would."""
     for name, param in module.named_parameters():
         if name in state:
-            parameter_optimizer(optim, param).load_state_dict(state[name])
+            parameter_optimizer(optim, param, name.removesuffix("_unconstrained")).load_state_dict(state[name])
+
+
+LEGACY_SITE_PARAMETERS = (".natural", ".theta_unconstrained")  # a guide's one parameter per site, before per-site modules
+
+
+def upgrade_names(saved: dict[str, Any], expected: set[str]) -> dict[str, Any]:
+    """``saved`` with the names of checkpoints from before per-site guide parameters
+    (``guide.params.<site>_unconstrained``) changed to today's (``guide.params.<site>.natural``)."""
+    upgraded = {}
+    for name, value in saved.items():
+        if name not in expected and name.endswith("_unconstrained"):
+            stem = name.removesuffix("_unconstrained")
+            name = next((stem + leaf for leaf in LEGACY_SITE_PARAMETERS if stem + leaf in expected), name)
+        upgraded[name] = value
+    return upgraded
 
 
 class Trainer:
@@ -94,21 +114,29 @@ class Trainer:
         self.num_workers = num_workers
         self.batch_size, self.schedule = batch_size, schedule
         if engine == "fused" and schedule != "online":
-            raise ValueError("the fused engine takes the online schedule's steps; use schedule='online'")
+            raise CompositionError("the fused engine takes the online schedule's steps; use schedule='online'")
+        if schedule == "online" and not bsnn.likelihood.online:
+            raise CompositionError(
+                f"{type(bsnn.likelihood).__name__} scores whole sequences; use the sequence schedule"
+            )
+        problem = loss_problem(bsnn.sites, loss)
+        if problem:
+            raise CompositionError(problem)
+        bind_optimizer(optim, bsnn)
         self.device = None if device is None else torch.device(device)
-        self.svi = SVI(bsnn.model, bsnn.guide_fn, optim, loss)
+        self.svi = SVI(bsnn.model, bsnn.guide, optim, loss)
         self.direct = self.fused = None
         on_cpu = self.device is None or self.device.type == "cpu"
         if engine == "fused" or (engine == "auto" and schedule == "online" and on_cpu):
             try:
                 self.fused = FusedOnline(bsnn, optim, loss)
-            except ValueError:
+            except CompositionError:
                 if engine == "fused":
                     raise
         if engine in ("direct", "auto") and self.fused is None:
             try:
                 self.direct = DirectSVI(DirectELBO.for_loss(bsnn, loss), optim)
-            except ValueError:
+            except CompositionError:
                 if engine == "direct":
                     raise
         self.engine = "fused" if self.fused is not None else "direct" if self.direct is not None else "svi"
@@ -125,11 +153,10 @@ class Trainer:
     def _advance(self, xt: torch.Tensor, t: int, state, carry: dict) -> None:
         """A burn-in step: fresh weights, the network state moves on, nothing is learned."""
         if self.direct is not None:
-            draws = self.direct.elbo.draws()
-            out = self.bsnn.net.run(xt, [draws[name] for name in self.direct.elbo.layer_sites], state)
+            out = self.bsnn.net.run(xt, self.direct.elbo.weights(self.direct.elbo.draws()), state)
             carry["state"] = out.state
             return
-        guide_trace = poutine.trace(self.bsnn.guide_fn).get_trace(xt)
+        guide_trace = poutine.trace(self.bsnn.guide).get_trace(xt)
         poutine.replay(self.bsnn.model, trace=guide_trace)(xt, None, t0=t, state=state, carry=carry)
 
     def _online_step(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
@@ -191,8 +218,9 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.bsnn.load_state_dict(state["model"])
-        load_optimizer_state(self.optim, self.bsnn, state["optimizer"])
+        expected = set(self.bsnn.state_dict()) | {n for n, _ in self.bsnn.named_parameters()}
+        self.bsnn.load_state_dict(upgrade_names(state["model"], expected))
+        load_optimizer_state(self.optim, self.bsnn, upgrade_names(state["optimizer"], expected))
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and self._on_cuda():  # a GPU run reopened on a CPU goes on without it

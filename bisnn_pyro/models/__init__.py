@@ -1,14 +1,15 @@
 """Network pieces that know no learning rule: neurons, surrogates, synapses, priors, likelihoods."""
 
 from .distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_probs
-from .likelihoods import ReadoutCategorical
+from .likelihoods import LastReadoutCategorical, Likelihood, ReadoutCategorical
 from .neurons import LIFParameters, LIFState, lif_initial_state, lif_step
-from .priors import BinaryPrior, GaussianPrior, Prior, RelaxedBinaryPrior, synapse_weights
+from .priors import BetaBinaryPrior, BinaryPrior, GaussianPrior, Prior, RelaxedBinaryPrior, synapse_weights
 from .conv import BinaryConv2d
 from .snn import CONV_PRESETS, ConvSpikingNet, DecolleNetwork, SNNOutput, SpikingMLP
 from .surrogates import SURROGATES, boxcar, fast_sigmoid, sigmoid, surrogate
 
 __all__ = [
+    "BetaBinaryPrior",
     "BinaryConv2d",
     "CONV_PRESETS",
     "ConvSpikingNet",
@@ -17,6 +18,8 @@ __all__ = [
     "GaussianPrior",
     "LIFParameters",
     "LIFState",
+    "LastReadoutCategorical",
+    "Likelihood",
     "Prior",
     "ReadoutCategorical",
     "RelaxedBinaryPrior",

@@ -1,10 +1,12 @@
 """Distributions over binary weights w in {-1, +1}, in natural parameters.
 
 A sign-Bernoulli with natural parameter lam has P(w = +1) = sigmoid(2 lam), mean tanh(lam) and
-log p(w) = w lam - log(2 cosh lam).  The same formula is finite for any w in [-1, 1], which is what
-Pyro needs when it evaluates the prior at a relaxed sample.  The relaxed (binary concrete) form
-draws w~ = tanh((lam + delta) / tau) with logistic noise delta; sign(w~) has exactly the
-sign-Bernoulli law, and w~ is differentiable in lam.
+log p(w) = w lam - log(2 cosh lam); its support is the two points {-1, +1} (:data:`sign_values`,
+a discrete constraint, so Pyro's enumeration, validation and autoguides see what it is).  The
+relaxed (binary concrete) form draws w~ = tanh((lam + delta) / tau) with logistic noise delta; it
+is continuous on [-1, 1], sign(w~) has exactly the sign-Bernoulli law, and w~ is differentiable in
+lam.  A relaxed draw is never scored by the exact distribution: the pair (relaxed guide, exact
+prior) is charged the exact discrete KL, registered below.
 """
 
 from __future__ import annotations
@@ -16,7 +18,25 @@ from torch.distributions.kl import register_kl
 from torch.distributions.utils import lazy_property
 from torch.nn.functional import logsigmoid
 
+from ..adapters.torch_internals import tanh_backward
 from .shapes import broadcast_shape
+
+
+class _SignValues(constraints.Constraint):
+    """The two-point set {-1, +1}."""
+
+    is_discrete = True
+    event_dim = 0
+
+    def check(self, value: torch.Tensor) -> torch.Tensor:
+        return (value == 1) | (value == -1)
+
+    def __repr__(self) -> str:
+        return "{-1, +1}"
+
+
+sign_values = _SignValues()
+relaxed_sign_values = constraints.interval(-1.0, 1.0)
 
 
 def log_two_cosh(x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +74,6 @@ class _SignBase(TorchDistribution):
     """Shared shape handling for distributions parametrised by a natural parameter tensor."""
 
     arg_constraints = {"natural": constraints.real}
-    support = constraints.interval(-1.0, 1.0)
 
     def __init__(self, natural: torch.Tensor, validate_args: bool | None = None):
         if not torch.is_tensor(natural):
@@ -83,9 +102,29 @@ class _SignBase(TorchDistribution):
 
 
 class SignBernoulli(_SignBase):
-    """Exact distribution over {-1, +1} with natural parameter ``natural`` (lam)."""
+    """Exact distribution over {-1, +1} with natural parameter ``natural`` (lam):
+    P(w = +1) = sigmoid(2 lam), E[w] = tanh(lam), log p(w) = w lam - log 2cosh(lam).
 
+    ``logits`` (..., 2), unnormalised log-probabilities of -1 and +1 in the order of
+    ``enumerate_support``, may be given instead of ``natural`` (as Pyro's
+    ``TraceEnum_ELBO.compute_marginals`` builds a marginal).
+    """
+
+    support = sign_values
     has_enumerate_support = True
+
+    def __init__(
+        self,
+        natural: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+        *,
+        logits: torch.Tensor | None = None,
+    ):
+        if (natural is None) == (logits is None):
+            raise ValueError("give exactly one of natural or logits")
+        if logits is not None:
+            natural = 0.5 * (logits[..., 1] - logits[..., 0])
+        super().__init__(natural, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
         new = self._get_checked_instance(SignBernoulli, _instance)
@@ -136,6 +175,7 @@ class RelaxedSignBernoulli(_SignBase):
     ulps inside the interval so that it stays finite at saturated samples.
     """
 
+    support = relaxed_sign_values
     has_rsample = True
 
     def __init__(
@@ -197,7 +237,7 @@ class _RelaxedSign(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (w,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, w).div_(ctx.temperature), None, None
+        return tanh_backward(grad, w).div_(ctx.temperature), None, None
 
 
 class _SignKL(torch.autograd.Function):

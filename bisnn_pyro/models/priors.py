@@ -1,19 +1,29 @@
 """Priors: objects that turn chosen parameters of a network into Pyro sample sites.
 
 A prior rewrites a plain network in place (as in TyXe): each parameter for which
-``select(name, module)`` is true becomes a ``PyroSample`` whose distribution is built from a buffer
-registered beside it (``<param>_prior``), so the prior moves with the module, is saved in its
-state dict, and can be replaced by a learned posterior for continual learning.
+``select(name, module)`` is true becomes a ``PyroSample`` site named after the parameter
+(``layers.0.weight``); the others stay learned parameters.  Writing a prior of your own takes two
+methods, both given the site's name:
+
+* ``buffer(name, weight)``: the tensor the site's prior reads (or None), registered beside the
+  parameter as ``<param>_prior``, so it moves with the module, is saved in its state dict, and
+  can be replaced by a learned posterior for continual learning;
+* ``distribution(name, buffer, shape)``: p(w) with batch shape ``shape`` (the weight's shape).  It
+  may draw hyper-latents first, with ``pyro.sample(f"{name}_<hyper>", ...)``, as
+  :class:`BetaBinaryPrior` does; the model then has those sites too, and guides are composed for
+  them (:class:`~bisnn_pyro.inference.guides.GuideList`).
 """
 
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
+import pyro
 import torch
-from pyro.distributions import Distribution, Normal
-from pyro.nn import PyroModule, PyroSample
+from pyro.distributions import Beta, Distribution, Normal
+from pyro.nn import PyroModule, PyroParam, PyroSample
 
+from ..adapters.pyro_internals import param_attributes
 from .distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_probs
 
 Selector = Callable[[str, torch.nn.Module], bool]
@@ -25,8 +35,9 @@ def synapse_weights(name: str, module: torch.nn.Module) -> bool:
     return name.rsplit(".", 1)[-1] == "weight"
 
 
-def _value_for(value: PriorValue, name: str, param: torch.Tensor) -> torch.Tensor:
-    """Broadcast a scalar, tensor or per-layer mapping to the parameter's shape."""
+def value_for(value: PriorValue, name: str, param: torch.Tensor) -> torch.Tensor:
+    """A scalar, a tensor or a ``{layer or parameter name: value}`` mapping, broadcast to the shape,
+    dtype and device of parameter ``name``."""
     if isinstance(value, Mapping):
         module_name = name.rsplit(".", 1)[0]
         matches = [v for k, v in value.items() if k in (name, module_name)]
@@ -43,57 +54,72 @@ def _value_for(value: PriorValue, name: str, param: torch.Tensor) -> torch.Tenso
 
 
 class Prior:
-    """Base class: subclasses say which buffer a parameter needs and which distribution it defines."""
+    """Base class of priors; subclasses implement :meth:`distribution` (and :meth:`buffer` when the
+    distribution reads a tensor).  ``select(name, module)`` chooses the parameters that become
+    random (default: every synaptic weight)."""
 
     def __init__(self, select: Selector = synapse_weights):
         self.select = select
 
-    def buffer_for(self, name: str, param: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+    def buffer(self, name: str, weight: torch.Tensor) -> torch.Tensor | None:
+        """The tensor the prior of site ``name`` reads, made from the parameter it replaces (which
+        gives the shape, dtype and device); None when it reads none."""
+        return None
 
-    def distribution(self, buffer: torch.Tensor) -> Distribution:
-        """The per-element distribution (batch shape = the parameter's shape)."""
-        raise NotImplementedError
+    def distribution(self, name: str, buffer: torch.Tensor | None, shape: torch.Size) -> Distribution:
+        """p(w) of site ``name``, with batch shape ``shape`` (the weight's), from its ``buffer``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement distribution(name, buffer, shape)")
 
     def apply_(self, net: torch.nn.Module) -> torch.nn.Module:
-        """Replace every selected parameter of ``net`` by a sample site; returns ``net``."""
+        """Replace every selected parameter of ``net`` by a sample site, and make every other
+        parameter of its PyroModules a ``PyroParam`` (a learned point value, as Pyro's ``SVI``
+        expects of module-local parameters); returns ``net``."""
         for module_name, module in list(net.named_modules()):
-            for param_name, param in list(module.named_parameters(recurse=False)):
+            for param_name, param, is_pyro_param in list(_parameters(module)):
                 name = f"{module_name}.{param_name}" if module_name else param_name
-                if not self.select(name, module):
-                    continue
+                selected = self.select(name, module)
                 if not isinstance(module, PyroModule):
-                    raise TypeError(f"{name}: a prior can only be placed on a PyroModule's parameter")
-                key = f"{param_name}_prior"
-                buffer = self.buffer_for(name, param.detach())
+                    if selected:
+                        raise TypeError(f"{name}: a prior can only be placed on a PyroModule's parameter")
+                    continue
+                if not selected:
+                    if not is_pyro_param:
+                        delattr(module, param_name)
+                        setattr(module, param_name, PyroParam(param.detach()))
+                    continue
                 delattr(module, param_name)
-                module.register_buffer(key, buffer)
-                event_dim = buffer.dim()
+                buffer = self.buffer(name, param.detach())
+                key = f"{param_name}_prior"
+                if buffer is not None:
+                    module.register_buffer(key, buffer)
                 site = PyroSample(
-                    lambda m, key=key, event_dim=event_dim: self.distribution(getattr(m, key)).to_event(event_dim)
+                    lambda m, name=name, key=key, shape=param.shape: self.distribution(
+                        name, getattr(m, key, None), shape
+                    ).to_event(len(shape))
                 )
                 setattr(module, param_name, site)
         return net
 
 
 class BinaryPrior(Prior):
-    """Sign-Bernoulli prior with P(w = +1) = p (a scalar, a tensor, or {layer name: value})."""
+    """Sign-Bernoulli prior with P(w = +1) = p (a scalar, a tensor, or {layer name: value}); its
+    buffer holds the natural parameters lam_p = logit(p) / 2, one per weight."""
 
     def __init__(self, p: PriorValue = 0.5, select: Selector = synapse_weights):
         super().__init__(select)
         _check_probabilities(p)
         self.p = p
 
-    def buffer_for(self, name: str, param: torch.Tensor) -> torch.Tensor:
-        return natural_from_probs(_value_for(self.p, name, param))
+    def buffer(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        return natural_from_probs(value_for(self.p, name, weight))
 
-    def distribution(self, buffer: torch.Tensor) -> Distribution:
+    def distribution(self, name: str, buffer: torch.Tensor, shape: torch.Size) -> Distribution:
         return SignBernoulli(buffer)
 
 
 class RelaxedBinaryPrior(BinaryPrior):
-    """The binary prior's concrete relaxation at ``temperature``: the KL is then estimated by Monte
-    Carlo from the relaxed log-densities instead of the exact discrete formula."""
+    """The binary prior's concrete relaxation at ``temperature`` (continuous on [-1, 1]): the KL
+    is then estimated by Monte Carlo from the relaxed log-densities instead of the exact formula."""
 
     def __init__(self, p: PriorValue = 0.5, temperature: float = 1.0, select: Selector = synapse_weights):
         super().__init__(p, select)
@@ -101,25 +127,71 @@ class RelaxedBinaryPrior(BinaryPrior):
             raise ValueError(f"prior temperature must be > 0, got {temperature}")
         self.temperature = temperature
 
-    def distribution(self, buffer: torch.Tensor) -> Distribution:
+    def distribution(self, name: str, buffer: torch.Tensor, shape: torch.Size) -> Distribution:
         return RelaxedSignBernoulli(buffer, self.temperature)
 
 
+class BetaBinaryPrior(Prior):
+    """Hierarchical binary prior: p ~ Beta(a, b) per layer (``per="layer"``: one site
+    ``<weight>_p``, a scalar) or per output neuron (``per="neuron"``: shape (out, 1, ...)), and
+    w | p ~ SignBernoulli with P(w = +1) = p.  Its buffer holds (a, b), stacked.
+
+    With mean-field q(w) (mean m) and q(p) = Beta(alpha, beta), the expected log prior of the
+    weights is sum ((1 + m)/2 (psi(alpha) - psi(alpha + beta)) + (1 - m)/2 (psi(beta) - psi(alpha + beta))),
+    so for fixed q(w) the optimal q(p) is Beta(a + sum (1 + m)/2, b + sum (1 - m)/2).
+    """
+
+    PER = ("layer", "neuron")
+
+    def __init__(self, a: float = 1.0, b: float = 1.0, per: str = "layer", select: Selector = synapse_weights):
+        super().__init__(select)
+        if not (a > 0 and b > 0):
+            raise ValueError(f"Beta concentrations a and b must be > 0, got a={a}, b={b}")
+        if per not in self.PER:
+            raise ValueError(f"per must be one of {self.PER}, got {per!r}")
+        self.a, self.b, self.per = a, b, per
+
+    def buffer(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        shape = () if self.per == "layer" else (weight.shape[0],) + (1,) * (weight.dim() - 1)
+        return torch.stack([torch.full(shape, float(v), dtype=weight.dtype, device=weight.device) for v in (self.a, self.b)])
+
+    def distribution(self, name: str, buffer: torch.Tensor, shape: torch.Size) -> Distribution:
+        a, b = buffer.unbind(0)
+        p = pyro.sample(f"{name}_p", Beta(a, b).to_event(a.dim()))
+        if self.per == "layer":  # a scalar per draw, broadcast over the weights
+            p = p.reshape(p.shape + (1,) * len(shape))
+        tiny = torch.finfo(p.dtype).tiny
+        natural = natural_from_probs(p.clamp(tiny, 1.0 - torch.finfo(p.dtype).eps))
+        return SignBernoulli(natural).expand(natural.shape[: natural.dim() - len(shape)] + shape)
+
+
 class GaussianPrior(Prior):
-    """Zero-mean Gaussian prior for full-precision weights."""
+    """Zero-mean Gaussian prior for full-precision weights; its buffer holds the scales."""
 
     def __init__(self, scale: PriorValue = 1.0, select: Selector = synapse_weights):
         super().__init__(select)
         self.scale = scale
 
-    def buffer_for(self, name: str, param: torch.Tensor) -> torch.Tensor:
-        scale = _value_for(self.scale, name, param)
+    def buffer(self, name: str, weight: torch.Tensor) -> torch.Tensor:
+        scale = value_for(self.scale, name, weight)
         if not bool((scale > 0).all()):
             raise ValueError(f"Gaussian prior scale must be > 0 for {name}")
         return scale
 
-    def distribution(self, buffer: torch.Tensor) -> Distribution:
+    def distribution(self, name: str, buffer: torch.Tensor, shape: torch.Size) -> Distribution:
         return Normal(torch.zeros_like(buffer), buffer)
+
+
+def _parameters(module: torch.nn.Module):
+    """(name, value, is a PyroParam) for each parameter of ``module`` itself, a ``PyroParam`` under
+    its own name and value rather than its unconstrained storage."""
+    pyro_params = param_attributes(module)
+    for name, param in module.named_parameters(recurse=False):
+        base = name.removesuffix("_unconstrained")
+        if base != name and base in pyro_params:
+            yield base, getattr(module, base).detach(), True
+        else:
+            yield name, param, False
 
 
 def _check_probabilities(p: PriorValue) -> None:
