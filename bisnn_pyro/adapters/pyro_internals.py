@@ -1,5 +1,6 @@
-"""Pyro internals (tested with pyro-ppl 1.9): per-parameter optimisers of a ``PyroOptim``, the
-sample attributes of a ``PyroModule``, and the hooks ``TraceMeanField_ELBO`` is built from."""
+"""Pyro internals (checked by tests/test_adapters.py with pyro-ppl 1.9.2): per-parameter
+optimisers of a ``PyroOptim``, the sample and param attributes of a ``PyroModule``, and the hooks
+``TraceMeanField_ELBO`` is built from."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""tonic internals (tested with tonic 1.4-1.7): the completeness check that makes a dataset's
-constructor download."""
+"""tonic internals (checked by tests/test_adapters.py with tonic 1.7): the completeness check that
+makes a dataset's constructor download."""
 
 from __future__ import annotations
 

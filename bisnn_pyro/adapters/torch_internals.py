@@ -1,5 +1,5 @@
-"""PyTorch internals (tested with torch 2.1-2.13): single-pass backward kernels of aten, the
-tracing state, and tensors' version counters."""
+"""PyTorch internals (checked by tests/test_adapters.py with torch 2.13): single-pass backward
+kernels of aten, the tracing state, and tensors' version counters."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from pyro.infer.autoguide import AutoGuide, AutoGuideList
 
 from ..models.likelihoods import Likelihood
 from ..models.priors import Prior
-from .guides import BetaGuide, GuideList
+from .guides import BetaGuide, GuideList, set_up
 from .predict import check_mode, point_weights, readouts_with_weights, sample_weights
 from .sites import CompositionError, ModelSites, base_distribution, describe, latent_sites, pair_problem
 
@@ -124,30 +124,28 @@ class BayesianSNN(torch.nn.Module):
 
     def setup(self, example_x: torch.Tensor) -> "BayesianSNN":
         """Create the guide's parameters from one example input (B, T, features), check that the
-        guide covers and fits every latent site, and describe the sites for the engines.  The
-        traces this takes draw from forks of the random generators: the caller's stream of
-        random numbers is left as it was."""
+        guide covers and fits every latent site, and describe the sites for the engines.
+
+        The guide sets itself up with the caller's random generators, as it always has (so a seed
+        gives the runs it gave before); the traces that check and describe the sites draw from
+        forks of the generators, which they leave as they were."""
+        args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
         devices = [example_x.device] if example_x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            return self._setup(example_x)
-
-    def _setup(self, example_x: torch.Tensor) -> "BayesianSNN":
-        args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
-        model_sites = latent_sites(self.model, *args)
-        guide = self.guide
-        if isinstance(guide, AutoGuide) and not isinstance(guide, AutoGuideList):
-            for name, site in model_sites.items():  # an autoguide would fail obscurely on a discrete site
-                problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], guide)
-                if problem:
-                    raise CompositionError(problem)
-        _setup(guide, *args)
-        covered = set(getattr(guide, "sites", model_sites))
-        hyper = [name for name, site in model_sites.items() if name not in covered]
-        beta = BetaGuide(self.model)
-        if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
-            self.guide = self._scaled(GuideList(self.model, [guide, beta]))
-            self.guide.setup(*args)
-        self._sites = describe(self.model, self.guide, self.net, model_sites, *args)
+            model_sites = latent_sites(self.model, *args)
+            if isinstance(self.guide, AutoGuide) and not isinstance(self.guide, AutoGuideList):
+                for name, site in model_sites.items():  # an autoguide would fail obscurely on a discrete site
+                    problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], self.guide)
+                    if problem:
+                        raise CompositionError(problem)
+        set_up(self.guide, *args)
+        with torch.random.fork_rng(devices=devices):
+            covered = set(getattr(self.guide, "sites", model_sites))
+            hyper = [name for name in model_sites if name not in covered]
+            beta = BetaGuide(self.model)
+            if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
+                self.guide = self._scaled(GuideList(self.model, [self.guide, beta]).setup(*args))
+            self._sites = describe(self.model, self.guide, self.net, model_sites, *args)
         return self
 
     def prior_buffers(self) -> dict[str, torch.Tensor]:
@@ -210,13 +208,3 @@ class BayesianSNN(torch.nn.Module):
         probs = self.predict(x, mode, samples)
         nll = -torch.log(probs.gather(-1, y.long().unsqueeze(-1)).clamp_min(1e-12)).mean()
         return {"accuracy": (probs.argmax(-1) == y).float().mean().item(), "nll": nll.item()}
-
-
-def _setup(guide: torch.nn.Module, *args) -> None:
-    """Create a guide's parameters: its ``setup`` where it has one, else one call (Pyro's
-    autoguides make theirs on the first call)."""
-    if hasattr(guide, "setup"):
-        guide.setup(*args)
-    else:
-        with torch.no_grad(), poutine.block():
-            guide(*args)

@@ -49,6 +49,16 @@ def _set_nested(root: PyroModule, dotted: str, value: PyroModule) -> None:
     setattr(root, leaf, value)
 
 
+def set_up(guide: torch.nn.Module, *args, **kwargs) -> None:
+    """Create a guide's parameters: its ``setup`` where it has one, else one call (Pyro's
+    autoguides make theirs on their first call)."""
+    if hasattr(guide, "setup"):
+        guide.setup(*args, **kwargs)
+    else:
+        with torch.no_grad(), poutine.block():
+            guide(*args, **kwargs)
+
+
 class WeightGuide(PyroModule):
     """Base of mean-field guides with parameters of their own for each latent site they cover.
 
@@ -250,13 +260,10 @@ class GuideList(PyroModule):
         self.order: list[str] = []
 
     def setup(self, *args, **kwargs) -> "GuideList":
-        """Set up every part, and record the order of the model's latent sites."""
+        """Set up every part not yet set up, and record the order of the model's latent sites."""
         for part in self.parts:
-            if hasattr(part, "setup"):
-                part.setup(*args, **kwargs)
-            else:
-                with torch.no_grad(), poutine.block():
-                    part(*args, **kwargs)
+            if not getattr(part, "is_set_up", False):
+                set_up(part, *args, **kwargs)
         self.order = list(latent_sites(self.model[0], *args, **kwargs))
         return self
 

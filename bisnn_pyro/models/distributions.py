@@ -64,9 +64,12 @@ def sign_fisher(natural: torch.Tensor) -> torch.Tensor:
 
 
 def natural_from_probs(p: torch.Tensor | float) -> torch.Tensor:
-    """Natural parameter lam = 0.5 logit(p) of a sign-Bernoulli with P(w = +1) = p."""
+    """Natural parameter lam = 0.5 logit(p) of a sign-Bernoulli with P(w = +1) = p, finite for p in
+    [0, 1] (p is held within [tiny, 1 - eps] of its dtype: a draw of a Beta may round to 0 or 1)."""
     if not torch.is_tensor(p):
         p = torch.as_tensor(p, dtype=torch.get_default_dtype())
+    finfo = torch.finfo(p.dtype)
+    p = p.clamp(finfo.tiny, 1.0 - finfo.eps)
     return 0.5 * (torch.log(p) - torch.log1p(-p))
 
 

@@ -160,8 +160,7 @@ class BetaBinaryPrior(Prior):
         p = pyro.sample(f"{name}_p", Beta(a, b).to_event(a.dim()))
         if self.per == "layer":  # a scalar per draw, broadcast over the weights
             p = p.reshape(p.shape + (1,) * len(shape))
-        tiny = torch.finfo(p.dtype).tiny
-        natural = natural_from_probs(p.clamp(tiny, 1.0 - torch.finfo(p.dtype).eps))
+        natural = natural_from_probs(p)
         return SignBernoulli(natural).expand(natural.shape[: natural.dim() - len(shape)] + shape)
 
 
