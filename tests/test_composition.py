@@ -77,11 +77,11 @@ PRIORS = {
 }
 GUIDES = {  # guide builder, the loss a user pairs with it, and the learning rule's step size for it
     "relaxed-sign": (partial(SignBernoulliGuide, temperature=0.5, seed=0), MeanFieldELBO, 0.02),
-    # score-function gradients are ~100x larger and noisier: 16 particles, and a step of 0.02 would
-    # saturate lam at once
+    # score-function gradients are ~100x larger and far noisier: 32 particles (16 lowered the objective
+    # in 19 of 24 runs of four epochs, 32 in 24 of 24), and a step of 0.02 would saturate lam at once
     "exact-sign": (
         partial(SignBernoulliGuide, temperature=None, seed=0),
-        partial(TraceGraph_ELBO, num_particles=16, vectorize_particles=True),
+        partial(TraceGraph_ELBO, num_particles=32, vectorize_particles=True),
         2e-4,
     ),
     "straight-through": (partial(StraightThroughGuide, seed=0), Trace_ELBO, 0.02),
