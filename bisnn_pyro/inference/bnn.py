@@ -145,7 +145,7 @@ class BayesianSNN(torch.nn.Module):
             beta = BetaGuide(self.model)
             if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
                 self.guide = self._scaled(GuideList(self.model, [self.guide, beta]).setup(*args))
-            self._sites = describe(self.model, self.guide, self.net, model_sites, *args)
+            self._sites = describe(self.guide, self.net, model_sites, *args)
         return self
 
     def prior_buffers(self) -> dict[str, torch.Tensor]:

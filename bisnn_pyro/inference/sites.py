@@ -199,7 +199,8 @@ class ModelSites:
 
 def replaced_parameters(net: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, str, int | None]]:
     """Per site a prior made on ``net``: (module, attribute, layer index or None), named as Pyro
-    names the site (the module's path in ``net``, then the attribute)."""
+    names the site (the module's path in ``net``, then the attribute).  A layer's synaptic weight
+    is its ``weight``, the attribute the network's ``forward`` hands to ``run``."""
     layers = {id(layer): index for index, layer in enumerate(getattr(net, "layers", []))}
     found = {}
     for path, module in net.named_modules():
@@ -209,9 +210,7 @@ def replaced_parameters(net: torch.nn.Module) -> dict[str, tuple[torch.nn.Module
     return found
 
 
-def describe(
-    model: Callable, guide: torch.nn.Module, net: torch.nn.Module, model_sites: dict[str, dict], *args, **kwargs
-) -> ModelSites:
+def describe(guide: torch.nn.Module, net: torch.nn.Module, model_sites: dict[str, dict], *args, **kwargs) -> ModelSites:
     """Trace ``guide`` (set up) on the example ``args`` and describe ``model_sites`` (the model's
     latent sites from :func:`latent_sites`), checking that the guide covers and fits every one of
     them; raises :class:`CompositionError` naming the first site that does not."""
