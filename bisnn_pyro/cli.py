@@ -174,7 +174,8 @@ def _train(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     modes = ["map"] if run.config.rule in POINT_ESTIMATE_RULES else ["ensemble", "map"]
     parts = [_format(run.evaluate(mode)) for mode in modes]
-    header = f"{run.config.rule} on {run.config.dataset}, {run.trainer.epoch} epochs in {seconds:.1f} s"
+    epochs = run.trainer.epoch
+    header = f"{run.config.rule} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
     print(f"{header} -> {run.directory}: " + "; ".join(parts))
 
 

@@ -70,3 +70,37 @@ def test_tonic_datasets_check_their_files_in_check_exists():
         local = tonic_internals.without_download(dataset)
         assert issubclass(local, dataset) and local.__name__ == dataset.__name__  # tonic names folders after it
         assert local._check_exists(None) is True
+
+
+def test_tonic_classes_without_download_pickle():
+    """DataLoader workers started by spawn receive the dataset pickled: the class must be found."""
+    import pickle
+
+    import tonic.datasets
+
+    for name in tonic_internals.DATASETS:
+        local = tonic_internals.without_download(getattr(tonic.datasets, name))
+        assert getattr(tonic_internals, name) is local
+        assert pickle.loads(pickle.dumps(local)) is local
+
+
+def test_svi_collects_parameters_through_unconstrained():
+    """Pyro's SVI steps ``site["value"].unconstrained()`` of each param site: a NaturalParameter
+    held by a PyroModule answers it with itself, and so trains through plain SVI."""
+    from bisnn_pyro.inference import MeanFieldELBO, NaturalParameter
+    from bisnn_pyro.models import RelaxedSignBernoulli
+
+    class Guide(PyroModule):
+        def forward(self):
+            pyro.sample("w", RelaxedSignBernoulli(self.lam, 0.5).to_event(1))
+
+    guide = Guide()
+    guide.lam = NaturalParameter(torch.zeros(3))
+    assert guide.lam.unconstrained() is guide.lam
+
+    def model():
+        pyro.sample("w", SignBernoulli(torch.full((3,), 0.5)).to_event(1))
+
+    svi = pyro.infer.SVI(model, guide, pyro.optim.SGD({"lr": 0.5}), MeanFieldELBO())
+    svi.step()  # the loss is KL(q || p), whose gradient at lam = 0 is -(lam_p - 0) (1 - tanh^2 0) = -0.5
+    torch.testing.assert_close(guide.lam.detach(), torch.full((3,), 0.25))

@@ -24,6 +24,7 @@ from bisnn_pyro.data import two_moons
 from bisnn_pyro.inference import (
     BayesianLearningRule,
     CompositionError,
+    GuideList,
     MeanFieldELBO,
     NaturalParameter,
     SignBernoulliGuide,
@@ -186,6 +187,9 @@ def test_composition_matrix(data, prior, guide, optim, engine):
     said = [w for w in caught if "learns real-valued weights in [-1, 1]" in str(w.message)]
     assert bool(said) == (prior == "relaxed" and guide.startswith("auto-"))
     assert all(w.filename == __file__ for w in said)
+    # a learning rule over a guide without natural parameters says that its companion does the work
+    idle = any("finds no natural parameters" in str(w.message) for w in caught)
+    assert idle == (optim == "learning-rule" and guide in ("straight-through", "auto-delta", "auto-normal", "low-rank"))
     assert engine in ("auto", trainer.engine)
     assert all(math.isfinite(value) for value in objectives)
     assert objectives[-1] < objectives[0], objectives
@@ -194,6 +198,9 @@ def test_composition_matrix(data, prior, guide, optim, engine):
     if guide == "learned-temperature":
         own = bsnn.guide.parts[0] if prior == "beta" else bsnn.guide  # a GuideList under hyper-latents
         assert 0.05 < own.log_temperature.exp().item() < 20
+    for mode in ("map", "ensemble", "mean"):  # and every prediction mode runs on what it learned
+        probs = bsnn.predict(x[:6], mode, samples=3)
+        assert probs.shape == (6, 2) and torch.allclose(probs.sum(-1), torch.ones(6))
 
 
 def test_engine_auto_picks_the_fastest_that_runs_the_parts(data):
@@ -328,3 +335,62 @@ def test_rules_honour_or_refuse_every_option():
     for name, option in [("ste", "temperature"), ("ste", "momentum"), ("fp", "prior_p"), ("bayes-adam", "momentum")]:
         with pytest.raises(ValueError, match=f"rule '{name}' does not use {option}"):
             make_rule(name, **{option: 0.3})
+
+
+def test_a_guide_list_may_hold_a_pyro_autoguide(data):
+    """GuideList(model, [SignBernoulliGuide, AutoDelta over the hyper-latents]): point values for p."""
+    from pyro import poutine
+
+    x, y = data
+
+    def guide(model):
+        hyper = poutine.block(model, expose_fn=lambda message: message["name"].endswith("_p"))
+        return GuideList(model, [SignBernoulliGuide(model, temperature=0.5), AutoDelta(hyper)])
+
+    net = SpikingMLP(20, hidden=(16, 8), num_classes=2)
+    bsnn = BayesianSNN(net, BetaBinaryPrior(2.0, 2.0), ReadoutCategorical(N, burn_in=BURN_IN), guide).setup(x)
+    assert isinstance(bsnn.guide, GuideList) and len(bsnn.guide.parts) == 2  # not composed a second time
+    trainer = Trainer(bsnn, BayesianLearningRule({"lr": 0.02}), MeanFieldELBO(max_plate_nesting=1), x, y)
+    # the autoguide samples every p before the weights, where the model interleaves them: Pyro warns
+    with pytest.warns(UserWarning, match="ensure model and guide sites occur in the same order"):
+        objective = _objective(bsnn, trainer.loss, x, y)
+        for _ in range(4):
+            trainer.run_epoch()
+        assert _objective(bsnn, trainer.loss, x, y) < objective
+    p = bsnn.guide.median()["layers.0.weight_p"]
+    assert 0 < p.item() < 1
+
+
+def test_an_interrupted_guide_leaves_nothing_on_pyros_stack(data):
+    """The KL weight is opened around the guide's forward with a with block: Ctrl-C inside the
+    guide must not leave a scale or mask behind for the rest of the process."""
+    from pyro.poutine.runtime import _PYRO_STACK
+
+    x, _ = data
+    bsnn = _build("binary", "relaxed-sign", x)
+    bsnn.kl_weight = 0.0  # a mask, the messenger that did the most harm when it leaked
+    inner = type(bsnn.guide).distributions
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    type(bsnn.guide).distributions = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bsnn.guide(x)
+    finally:
+        type(bsnn.guide).distributions = inner
+    assert not _PYRO_STACK
+
+
+def test_the_rule_finds_natural_parameters_that_lost_their_type(data):
+    """Parameters replaced by load_state_dict(assign=True) are plain Parameters: bound to the model,
+    the learning rule still knows them from the guide's natural()."""
+    x, y = data
+    bsnn = _build("binary", "relaxed-sign", x)
+    bsnn.load_state_dict({k: v.clone() for k, v in bsnn.state_dict().items()}, assign=True)
+    lam = bsnn.guide.natural()["layers.0.weight"]
+    assert not isinstance(lam, NaturalParameter)
+    rule = BayesianLearningRule({"lr": 0.02})
+    Trainer(bsnn, rule, MeanFieldELBO(max_plate_nesting=1), x, y, engine="direct")
+    assert rule.route(lam) is rule

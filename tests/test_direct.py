@@ -12,7 +12,7 @@ from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference import make_rule
 from bisnn_pyro.inference.direct import DirectELBO
 from bisnn_pyro.inference.training import Trainer
-from bisnn_pyro.models import RelaxedBinaryPrior, RelaxedSignBernoulli
+from bisnn_pyro.models import BinaryPrior, RelaxedBinaryPrior, RelaxedSignBernoulli
 
 SMALL = {"hidden": [12, 10], "steps": 12, "burn_in": 3, "train_size": 16, "test_size": 4, "kl_weight": 0.3}
 
@@ -212,3 +212,27 @@ def test_last_readout_likelihood_is_the_predictive_distribution():
     torch.testing.assert_close(trace.log_prob_sum(), first, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="sequence schedule"):
         likelihood.log_likelihood(readouts[..., 5:6, :], y, t0=5)
+
+
+def test_a_likelihood_of_ones_own_is_evaluated_alike_by_both_engines():
+    """A Likelihood subclass with its own observation model (here a tempered categorical): the
+    direct engine's log-likelihood comes from that model, as SVI's does."""
+    from pyro.distributions import Categorical
+
+    from bisnn_pyro import BayesianSNN, SpikingMLP
+    from bisnn_pyro.inference import MeanFieldELBO, SignBernoulliGuide
+    from bisnn_pyro.models import ReadoutCategorical
+
+    class TemperedReadouts(ReadoutCategorical):
+        def observation(self, logits, y):
+            distribution, obs = super().observation(logits, y)
+            return Categorical(logits=0.5 * logits).to_event(2), obs
+
+    train, _ = load_data(ExperimentConfig(**SMALL))
+    x, y = train.x[:5], train.y[:5]
+    guide = partial(SignBernoulliGuide, temperature=0.5, seed=0)
+    bsnn = BayesianSNN(SpikingMLP(20, (12, 10), 2), BinaryPrior(0.5), TemperedReadouts(16, burn_in=3), guide).setup(x)
+    loss = MeanFieldELBO(max_plate_nesting=1)
+    expected = _loss_and_grads(bsnn, lambda: loss.differentiable_loss(bsnn.model, bsnn.guide, x, y))
+    got = _loss_and_grads(bsnn, lambda: DirectELBO.for_loss(bsnn, loss).loss(x, y))
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)

@@ -7,10 +7,18 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+from pyro.distributions.util import scale_and_mask  # noqa: F401  (the helpers Pyro's own ELBOs use,
 from pyro.infer import TraceMeanField_ELBO
 from pyro.infer.trace_mean_field_elbo import _check_mean_field_requirement
+from pyro.infer.util import torch_item  # noqa: F401  undocumented: MeanFieldELBO uses them as Pyro does)
 from pyro.nn import PyroModule
 from pyro.optim import PyroOptim
+from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape  # noqa: F401
+
+
+# Pyro's SVI collects the parameters to step as ``site["value"].unconstrained()`` of every param
+# site: a PyroParam's value carries that method; bisnn_pyro.inference.optim.NaturalParameter (a
+# plain Parameter inside a PyroModule) defines it to return itself.
 
 
 def sample_attributes(module: torch.nn.Module) -> tuple[str, ...]:

@@ -7,11 +7,11 @@ from typing import Callable
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer.autoguide import AutoGuide, AutoGuideList
+from pyro.infer.autoguide import AutoGuide
 
 from ..models.likelihoods import Likelihood
 from ..models.priors import Prior
-from .guides import BetaGuide, GuideList, set_up
+from .guides import BetaGuide, GuideList, covered_sites, set_up
 from .predict import check_mode, point_weights, readouts_with_weights, sample_weights
 from .sites import CompositionError, ModelSites, base_distribution, describe, latent_sites, pair_problem
 
@@ -57,9 +57,7 @@ class BayesianSNN(torch.nn.Module):
         self.prior = prior
         self.likelihood = likelihood
         self.kl_weight = kl_weight
-        self._scales: list = []
         self._sites: ModelSites | None = None
-        self._hooks: list = []
         self.guide = self._scaled(guide(self.model))
 
     def model(
@@ -92,29 +90,15 @@ class BayesianSNN(torch.nn.Module):
         return poutine.scale(scale=scale) if scale > 0 else poutine.mask(mask=False)
 
     def _scaled(self, guide: torch.nn.Module) -> torch.nn.Module:
-        """``guide`` with the model's KL weight on its sites: hooks around its ``forward`` open
-        :meth:`latent_scale` for the call's ``kl_scale`` and close it, even when it raises."""
+        """``guide`` with the model's KL weight on its sites: its ``forward`` runs inside
+        :meth:`latent_scale` for the call's ``kl_scale`` (a ``with`` block, so nothing is left on
+        Pyro's stack whatever interrupts it)."""
         if not isinstance(guide, torch.nn.Module):
             raise CompositionError(
                 f"the guide must be a torch.nn.Module (a PyroModule) that keeps its parameters, got {type(guide).__name__}"
             )
-        for hook in self._hooks:
-            hook.remove()
-
-        def enter(module, args, kwargs):
-            messenger = self.latent_scale(kwargs.get("kl_scale", 1.0))
-            messenger.__enter__()
-            self._scales.append(messenger)
-
-        def leave(module, args, kwargs, output):
-            self._scales.pop().__exit__(None, None, None)
-
-        self._hooks = [
-            guide.register_forward_pre_hook(enter, with_kwargs=True),
-            guide.register_forward_hook(leave, with_kwargs=True, always_call=True),
-        ]
+        guide.forward = _ScaledForward(self, _unscaled(guide).forward)
         return guide
-
     @property
     def sites(self) -> ModelSites:
         """The description of the latent sites (after :meth:`setup`)."""
@@ -130,21 +114,25 @@ class BayesianSNN(torch.nn.Module):
         gives the runs it gave before); the traces that check and describe the sites draw from
         forks of the generators, which they leave as they were."""
         args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
-        devices = [example_x.device] if example_x.device.type == "cuda" else []
+        tensors = [example_x, *self.net.buffers(), *self.parameters()]
+        devices = sorted({t.device for t in tensors if t.device.type == "cuda"}, key=str)
         with torch.random.fork_rng(devices=devices):
             model_sites = latent_sites(self.model, *args)
-            if isinstance(self.guide, AutoGuide) and not isinstance(self.guide, AutoGuideList):
-                for name, site in model_sites.items():  # an autoguide would fail obscurely on a discrete site
+            if isinstance(self.guide, AutoGuide):  # an autoguide would fail obscurely on a discrete site
+                for name, site in model_sites.items():
                     problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], self.guide)
                     if problem:
                         raise CompositionError(problem)
         set_up(self.guide, *args)
         with torch.random.fork_rng(devices=devices):
-            covered = set(getattr(self.guide, "sites", model_sites))
-            hyper = [name for name in model_sites if name not in covered]
+            # what the guide covers, read without running it (a PyroModule that has run as a model
+            # or guide of its own cannot become a part of a GuideList)
+            covered = covered_sites(self.guide)
+            hyper = [name for name in model_sites if covered is not None and name not in covered]
             beta = BetaGuide(self.model)
             if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
-                self.guide = self._scaled(GuideList(self.model, [self.guide, beta]).setup(*args))
+                composed = GuideList(self.model, [_unscaled(self.guide), beta]).setup(*args)
+                self.guide = self._scaled(composed)
             self._sites = describe(self.guide, self.net, model_sites, *args)
         return self
 
@@ -208,3 +196,23 @@ class BayesianSNN(torch.nn.Module):
         probs = self.predict(x, mode, samples)
         nll = -torch.log(probs.gather(-1, y.long().unsqueeze(-1)).clamp_min(1e-12)).mean()
         return {"accuracy": (probs.argmax(-1) == y).float().mean().item(), "nll": nll.item()}
+
+
+class _ScaledForward:
+    """A guide's ``forward`` under a :class:`BayesianSNN`'s KL weight, set on the guide instance
+    (an object rather than a closure, so that a deep copy of the model scales its own copy)."""
+
+    def __init__(self, bsnn: BayesianSNN, forward: Callable):
+        self.bsnn, self.forward = bsnn, forward
+
+    def __call__(self, *args, **kwargs):
+        with self.bsnn.latent_scale(kwargs.get("kl_scale", 1.0)):
+            return self.forward(*args, **kwargs)
+
+
+def _unscaled(guide: torch.nn.Module) -> torch.nn.Module:
+    """``guide`` without a :class:`_ScaledForward` set on it (a guide composed into a
+    ``GuideList`` is scaled once, through the list)."""
+    if isinstance(guide.__dict__.get("forward"), _ScaledForward):
+        del guide.forward
+    return guide

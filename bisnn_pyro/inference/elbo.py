@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask
-from pyro.infer.util import is_validation_enabled, torch_item
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape
 from torch.distributions import kl_divergence
 
-from ..adapters.pyro_internals import MeanFieldTraceHooks, check_mean_field_order
+from ..adapters.pyro_internals import (
+    MeanFieldTraceHooks,
+    check_if_enumerated,
+    check_mean_field_order,
+    check_model_guide_match,
+    check_site_shape,
+    scale_and_mask,
+    torch_item,
+)
 from ..adapters.torch_internals import is_tracing
 from ..models.shapes import broadcast_shape
 

@@ -49,6 +49,23 @@ def _set_nested(root: PyroModule, dotted: str, value: PyroModule) -> None:
     setattr(root, leaf, value)
 
 
+def is_sign_site(prior: Distribution) -> bool:
+    """Whether a site's prior is over +-1 weights, exact or relaxed (the sites the sign guides take;
+    the relaxed prior refuses the exact and straight-through guides when the supports are checked)."""
+    return prior.support is sign_values or prior.support is relaxed_sign_values
+
+
+def covered_sites(guide: torch.nn.Module) -> dict[str, torch.Size] | None:
+    """The sites a set-up guide covers and their shapes, as it says (``sites``) or, for a Pyro
+    autoguide, as its prototype trace of the model shows; None for a guide that says neither."""
+    if hasattr(guide, "sites"):
+        return dict(guide.sites)
+    prototype = getattr(guide, "prototype_trace", None)
+    if prototype is None:
+        return None
+    return {name: site["value"].shape for name, site in prototype.iter_stochastic_nodes()}
+
+
 def set_up(guide: torch.nn.Module, *args, **kwargs) -> None:
     """Create a guide's parameters: its ``setup`` where it has one, else one call (Pyro's
     autoguides make theirs on their first call)."""
@@ -148,7 +165,7 @@ class SignBernoulliGuide(WeightGuide):
         self.temperature = temperature
 
     def covers(self, prior: Distribution) -> bool:
-        return prior.support is sign_values or prior.support is relaxed_sign_values
+        return is_sign_site(prior)
 
     def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
         params.natural = NaturalParameter(self.init_scale * torch.randn(prior.batch_shape, generator=generator))
@@ -206,7 +223,7 @@ class StraightThroughGuide(WeightGuide):
     log 2cosh(lam_p) passes straight through to theta."""
 
     def covers(self, prior: Distribution) -> bool:
-        return prior.support is sign_values or prior.support is relaxed_sign_values
+        return is_sign_site(prior)
 
     def init_site(self, name: str, prior: Distribution, params: PyroModule, generator: torch.Generator) -> None:
         params.theta = PyroParam(self.init_scale * torch.randn(prior.batch_shape, generator=generator))
@@ -242,7 +259,7 @@ class BetaGuide(WeightGuide):
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         """The posterior means alpha / (alpha + beta) (a point value for each site)."""
-        return {name: q.base_dist.mean for name, q in self.distributions().items()}
+        return {name: base_distribution(q).mean for name, q in self.distributions().items()}
 
     mean = median
 
@@ -269,12 +286,12 @@ class GuideList(PyroModule):
 
     @property
     def sites(self) -> dict[str, torch.Size]:
-        return {name: shape for part in self.parts for name, shape in getattr(part, "sites", {}).items()}
+        return {name: shape for part in self.parts for name, shape in (covered_sites(part) or {}).items()}
 
     def part_for(self, name: str) -> torch.nn.Module:
         """The part covering site ``name``."""
         for part in self.parts:
-            if name in getattr(part, "sites", {}):
+            if name in (covered_sites(part) or {}):
                 return part
         raise KeyError(f"no part of this GuideList covers site {name!r}")
 

@@ -13,6 +13,7 @@ you pass another.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Iterable
 
 import pyro.optim
@@ -96,20 +97,38 @@ class LearningRule(PyroOptim):
         self.companion = companion if companion is not None else pyro.optim.Adam({"lr": DEFAULT_COMPANION_LR})
         if not isinstance(self.companion, PyroOptim):
             raise TypeError(f"the companion optimiser must be a pyro.optim optimiser, got {type(companion).__name__}")
+        self.natural_parameters: set[torch.Tensor] = set()  # named by a guide's natural(), in bind_optimizer
+
+    def is_natural(self, param: torch.Tensor) -> bool:
+        """Whether ``param`` holds natural parameters: made a :class:`NaturalParameter`, or given by
+        the guide's ``natural()`` when the optimiser was bound to the model."""
+        return isinstance(param, NaturalParameter) or param in self.natural_parameters
 
     def route(self, param: torch.Tensor) -> PyroOptim:
         """The optimiser that steps ``param``: this rule for natural parameters, else the companion."""
-        return self if isinstance(param, NaturalParameter) else self.companion
+        return self if self.is_natural(param) else self.companion
 
     def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
         params = list(params)
-        natural = [p for p in params if isinstance(p, NaturalParameter)]
-        other = [p for p in params if not isinstance(p, NaturalParameter)]
+        natural = [p for p in params if self.is_natural(p)]
+        other = [p for p in params if not self.is_natural(p)]
         for p in natural:
             parameter_optimizer(self, p)  # refuses per-parameter options for an unnamed parameter
         super().__call__(natural, *args, **kwargs)
         if other:
             self.companion(other, *args, **kwargs)
+
+    def get_state(self) -> dict:
+        raise NotImplementedError(
+            "LearningRule keeps module-local parameters, which Pyro's get_state cannot name: save "
+            "Trainer.state_dict(), or bisnn_pyro.inference.training.optimizer_state(optim, model)"
+        )
+
+    def set_state(self, state_dict: dict) -> None:
+        raise NotImplementedError(
+            "LearningRule keeps module-local parameters, which Pyro's set_state cannot name: load "
+            "Trainer.load_state_dict(), or bisnn_pyro.inference.training.load_optimizer_state(optim, model, state)"
+        )
 
 
 def BayesianLearningRule(
@@ -146,7 +165,21 @@ def all_parameter_optimizers(optim: PyroOptim) -> dict[torch.Tensor, torch.optim
 def bind_optimizer(optim: PyroOptim, module: torch.nn.Module) -> None:
     """Make ``optim``'s optimiser for every trainable parameter of ``module`` now, so per-parameter
     options (a callable ``optim_args``) receive each parameter's name in ``module``: Pyro looks
-    names up in its global parameter store, which module-local parameters are not in."""
-    for name, param in module.named_parameters():
+    names up in its global parameter store, which module-local parameters are not in.  A learning
+    rule also learns which parameters the model's guide names in ``natural()``, and warns when it
+    finds no natural parameter at all (then the companion steps everything)."""
+    params = dict(module.named_parameters())
+    if isinstance(optim, LearningRule):
+        natural = getattr(getattr(module, "guide", None), "natural", None)
+        held = {id(p) for p in params.values()}
+        if callable(natural):
+            optim.natural_parameters.update(lam for lam in natural().values() if id(lam) in held)
+        if not any(optim.is_natural(p) for p in params.values()):
+            warnings.warn(
+                "BayesianLearningRule finds no natural parameters of sign-Bernoulli sites in this model: its "
+                "companion optimiser steps every parameter",
+                stacklevel=3,
+            )
+    for name, param in params.items():
         if param.requires_grad:
             parameter_optimizer(optim, param, name.removesuffix("_unconstrained"))

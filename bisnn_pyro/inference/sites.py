@@ -27,8 +27,8 @@ from typing import Callable
 
 import torch
 from pyro import poutine
-from pyro.distributions import Distribution
-from pyro.infer.autoguide import AutoGuide, AutoGuideList
+from pyro.distributions import Delta, Distribution
+from pyro.infer.autoguide import AutoGuide
 from pyro.infer.elbo import ELBO
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, constraints
@@ -50,6 +50,23 @@ def latent_sites(model: Callable, *args, **kwargs) -> dict[str, dict]:
         name: site
         for name, site in trace.nodes.items()
         if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+
+
+def guide_sites(guide: torch.nn.Module, *args, **kwargs) -> dict[str, Distribution]:
+    """The distribution of every site ``guide`` samples for the model (auxiliary sites left out),
+    from one call in training mode, without gradients."""
+    was_training = guide.training
+    guide.train()
+    try:
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    finally:
+        guide.train(was_training)
+    return {
+        name: site["fn"]
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
     }
 
 
@@ -108,20 +125,23 @@ def pair_problem(name: str, prior: Distribution, guide_fn: Distribution, guide: 
     """Why the guide's distribution ``guide_fn`` cannot stand for the prior ``prior`` at site
     ``name`` ('' when it can).  Equal supports fit; so does the declared pair (a relaxed
     sign-Bernoulli against the exact prior, charged the exact KL); a Pyro autoguide maps onto any
-    continuous support by construction."""
+    continuous support by construction, and a point value (``Delta``, as in a part of a
+    ``GuideList`` made by an autoguide) fits any continuous prior."""
     kind = _prior_kind(prior)
-    owner = type(guide).__name__
-    if isinstance(guide, AutoGuide) and not isinstance(guide, AutoGuideList):
-        if not _base_support(prior).is_discrete:
+    prior_support, guide_support = _base_support(prior), _base_support(guide_fn)
+    if isinstance(guide, AutoGuide):
+        if not prior_support.is_discrete:
             return ""
         return (
-            f"site {name}: {owner} is continuous, but the prior {type(prior).__name__} has support "
-            f"{support_name(prior)}; {REMEDIES[kind]}"
+            f"site {name}: {type(guide).__name__} is continuous, but the prior {type(prior).__name__} has "
+            f"support {support_name(prior)}; {REMEDIES[kind]}"
         )
-    prior_support, guide_support = _base_support(prior), _base_support(guide_fn)
     if _same_support(prior_support, guide_support):
         return ""
     if prior_support is sign_values and guide_support is relaxed_sign_values:
+        return ""
+    point = base_distribution(guide_fn)
+    if type(point) is Delta and not prior_support.is_discrete:  # a point value (an autoguide's, say)
         return ""
     return (
         f"site {name}: the guide's {type(base_distribution(guide_fn)).__name__} has support "
@@ -214,18 +234,7 @@ def describe(guide: torch.nn.Module, net: torch.nn.Module, model_sites: dict[str
     """Trace ``guide`` (set up) on the example ``args`` and describe ``model_sites`` (the model's
     latent sites from :func:`latent_sites`), checking that the guide covers and fits every one of
     them; raises :class:`CompositionError` naming the first site that does not."""
-    was_training = guide.training
-    guide.train()
-    try:
-        with torch.no_grad(), poutine.block():
-            guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-    finally:
-        guide.train(was_training)
-    guide_fns = {
-        name: site["fn"]
-        for name, site in guide_trace.nodes.items()
-        if site["type"] == "sample" and not site["infer"].get("is_auxiliary")
-    }
+    guide_fns = guide_sites(guide, *args, **kwargs)
     replaced = replaced_parameters(net)
     sites = {}
     for name, site in model_sites.items():
@@ -259,7 +268,7 @@ def _warn_real_valued(sites: ModelSites, guide: torch.nn.Module) -> None:
         warnings.warn(
             f"{type(guide).__name__} learns real-valued weights in [-1, 1] at {', '.join(relaxed)}: predictions "
             "run the network on those real values, not on +-1 weights",
-            stacklevel=5,  # the caller of BayesianSNN.setup
+            stacklevel=4,  # the caller of BayesianSNN.setup
         )
 
 

@@ -70,16 +70,20 @@ class Likelihood:
                 pyro.sample("obs", distribution, obs=obs)
 
     def log_likelihood(self, readouts: torch.Tensor, y: torch.Tensor, t0: int = 0) -> torch.Tensor:
-        """The data site's log-probability summed and scaled by N/B, as the plate scales it (the
-        categorical log-probability written out: building the distribution costs more than the
-        arithmetic at every online step)."""
+        """The data site's log-probability summed and scaled by N/B, as the plate scales it (what
+        the direct engine adds to the ELBO without tracing the model).  For the library's
+        categorical observation models the log-probability is written out: building the
+        distribution costs more than the arithmetic at every online step."""
         logits = self.scored_logits(readouts, t0)
         if logits is None:
             return readouts.new_zeros(())
         batch = readouts.shape[-4]
-        between = logits.dim() - (readouts.dim() - 4) - 2  # dims between the batch's and the classes'
-        labels = y.long().reshape((batch,) + (1,) * between).expand(logits.shape[:-1]).unsqueeze(-1)
-        return torch.log_softmax(logits, -1).gather(-1, labels).sum() * (self.num_data / batch)
+        if type(self).observation in CATEGORICAL_OBSERVATIONS:
+            between = logits.dim() - (readouts.dim() - 4) - 2  # dims between the batch's and the classes'
+            labels = y.long().reshape((batch,) + (1,) * between).expand(logits.shape[:-1]).unsqueeze(-1)
+            return torch.log_softmax(logits, -1).gather(-1, labels).sum() * (self.num_data / batch)
+        distribution, obs = self.observation(logits, y)
+        return distribution.log_prob(obs).sum() * (self.num_data / batch)
 
     def logits(self, readouts: torch.Tensor) -> torch.Tensor:
         """The predictive logits (*S, B, classes): the last layer's readout averaged over the steps
@@ -134,3 +138,4 @@ class LastReadoutCategorical(Likelihood):
 
 
 LIKELIHOODS = {cls.name: cls for cls in (ReadoutCategorical, LastReadoutCategorical)}
+CATEGORICAL_OBSERVATIONS = (ReadoutCategorical.observation, LastReadoutCategorical.observation)
