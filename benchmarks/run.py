@@ -29,7 +29,6 @@ from torch.distributions import Categorical
 
 from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference.predict import point_weights
-from bisnn_pyro.inference.rules import DEFAULT_LR
 from bisnn_pyro.inference.training import Trainer
 from bisnn_pyro.models import recurrences
 from bisnn_pyro.models.neurons import LIFParameters, input_traces, subtract_refractory_
@@ -158,7 +157,7 @@ def pyro_cost(args, device) -> dict[str, float]:
     trainer.run_epoch()
     lams = {name: lam.detach().clone().requires_grad_() for name, lam in bsnn.guide.natural().items()}
     prior = {name: p.base_dist.natural for name, p in bsnn.prior_distributions().items()}
-    lr = DEFAULT_LR["bayes"]
+    lr = config.optim["lr"]
     bsnn.train()
 
     def pyro_epoch():
@@ -167,7 +166,7 @@ def pyro_cost(args, device) -> dict[str, float]:
 
     def torch_epoch():
         for xb, yb in batches:
-            plain_torch_step(bsnn, lams, prior, xb, yb, lr, config.temperature, config.kl_weight)
+            plain_torch_step(bsnn, lams, prior, xb, yb, lr, config.guide["temperature"], config.kl_weight)
 
     def direct_epoch():
         for xb, yb in batches:

@@ -8,91 +8,68 @@ import sys
 import time
 from typing import Sequence
 
+from .config.components import KINDS, REGISTRY, load_plugins, part, part_flags
+from .config.options import ConfigError, Text
+from .config.run import PLUGINS, SECTIONS, ExperimentConfig, read_config_file, sectioned
 from .data.registry import SPECS
-from .experiment import DATASETS, LEARNING, MODELS, ConfigError, ExperimentConfig, create_run, open_run
+from .experiment import create_run, open_run
 from .inference.checkpoint import CheckpointError
 from .inference.predict import MODES
-from .inference.rules import POINT_ESTIMATE_RULES, RULES
-from .inference.training import ENGINES, SCHEDULES, TrainingDiverged
-from .models import CONV_PRESETS
-from .models.likelihoods import LIKELIHOODS
+from .inference.rules import RULE_PRESETS
+from .inference.sites import CompositionError
+from .inference.training import TrainingDiverged
 from .runtime import keep_freed_memory
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block first) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"bisnn-pyro: error: {message}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    defaults = ExperimentConfig()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bisnn-pyro",
         description="Binary-weight spiking neural networks trained by Bayesian learning (Pyro).",
+        allow_abbrev=False,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train a network and write a run folder")
-    train.add_argument("--dataset", choices=DATASETS, default=defaults.dataset)
-    train.add_argument("--rule", choices=RULES, default=defaults.rule, help="learning rule (default: bayes)")
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument(
-        "--schedule",
-        choices=SCHEDULES,
-        default=defaults.schedule,
-        help="sequence: one step per sequence; online: one step per time step (the paper's)",
+    train = commands.add_parser(
+        "train",
+        help="train a network and write a run folder",
+        usage="bisnn-pyro train [--config FILE] [--set KEY=VALUE ...] [--rule RULE] [--prior|--guide|--likelihood|"
+        "--optim NAME] [--KIND.OPTION VALUE ...] [OPTION ...] --out RUN_DIR [--resume]",
+        description="Options come from --config, then --set, then the flags (later ones win); a named "
+        "--rule is a preset of the parts, and explicit parts win over it.  Part options: --prior.p 0.3, "
+        "--guide.temperature 0.5, ... (`bisnn-pyro parts` lists every part and its options).",
+        allow_abbrev=False,
     )
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default: the rule's own)")
+    train.add_argument("--config", metavar="FILE", help="configuration file: TOML, or a run's config.json")
     train.add_argument(
-        "--temperature", type=float, default=None, help="relaxation temperature tau (rules bayes, bayes-adam; 0.5)"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="one option, e.g. training.epochs=30 or prior.p=0.3"
     )
-    train.add_argument("--prior-p", type=float, default=None, help="prior P(w = +1) (binary-weight rules; 0.5)")
-    train.add_argument("--prior-scale", type=float, default=None, help="Gaussian prior scale (rules fp, fp-bayes; 1)")
-    train.add_argument("--init-scale", type=float, default=None, help="scale of the guide's initial values (0.1)")
-    train.add_argument("--momentum", type=float, default=None, help="learning-rule momentum (rule bayes; 0)")
-    train.add_argument("--kl-weight", type=float, default=defaults.kl_weight, help="KL weight beta")
-    train.add_argument(
-        "--likelihood",
-        choices=list(LIKELIHOODS),
-        default=defaults.likelihood,
-        help="decolle: every step of every readout (the paper's); last-readout: the time-averaged last "
-        "readout, the predictive's own model (needs --learning end-to-end)",
-    )
-    train.add_argument("--samples", type=int, default=defaults.samples, help="ensemble size K for the summary")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument(
-        "--particles", type=int, default=defaults.particles, help="ELBO particles per step (one batched draw)"
-    )
-    train.add_argument("--hidden", type=int, nargs="+", default=defaults.hidden, help="hidden layer widths (mlp)")
-    train.add_argument("--model", choices=MODELS, default=defaults.model, help="dense (mlp) or convolutional network")
-    train.add_argument(
-        "--conv-preset",
-        choices=sorted(CONV_PRESETS),
-        default=defaults.conv_preset,
-        help="conv layers: small (16, 32 ch, 3x3, no pooling) or paper (64, 128, 128 ch, 7x7, pool 2)",
-    )
-    train.add_argument(
-        "--dense", type=int, nargs="+", default=[], help="conv model: dense layer widths after the convolutions"
-    )
-    train.add_argument("--kernel-size", type=int, default=None, help="conv model: odd kernel size (default: preset's)")
-    train.add_argument(
-        "--learning",
-        choices=LEARNING,
-        default=defaults.learning,
-        help="local: each layer from its own readout (DECOLLE); end-to-end: gradients through layers and "
-        "time, from every readout; end-to-end-output: from the last readout only",
-    )
-    train.add_argument("--data-dir", default=None, help="folder holding the recorded data sets")
-    train.add_argument("--steps", type=int, default=None, help="time steps T (default: the data set's)")
-    train.add_argument(
-        "--burn-in", type=int, default=None, help="steps before the loss counts (default: the data set's)"
-    )
-    train.add_argument("--step-ms", type=float, default=None, help="event sets: milliseconds per time step")
-    train.add_argument("--downsample", type=int, default=None, help="event sets: spatial down-sampling factor")
-    train.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N (default: cpu)")
-    train.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=defaults.engine,
-        help="svi: Pyro SVI every step; direct: the same ELBO without tracing; fused: the online steps of "
-        "rule bayes in a few compiled passes; auto: fused where it applies, else direct where it applies, else svi",
-    )
+    train.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE", help=PLUGINS.help)
+    for kind in KINDS:
+        train.add_argument(f"--{kind}", dest=f"{kind}.name", default=argparse.SUPPRESS, metavar="NAME",
+                           help=f"the {kind} by name")
+    for section, options in SECTIONS.items():
+        group = train.add_argument_group(f"[{section}]")
+        for option in options:
+            group.add_argument(
+                f"--{section}.{option.name}",
+                *option.flags,
+                dest=f"{section}.{option.name}",
+                default=argparse.SUPPRESS,
+                nargs="+" if option.many else None,
+                metavar=option.name.upper(),
+                help=f"{option.help} (default: {option.default})",
+            )
+    group = train.add_argument_group("part options with flags of their own")
+    for key, (kind, name) in part_flags().items():
+        group.add_argument(f"--{key.replace('_', '-')}", dest=f"{kind}.{name}", default=argparse.SUPPRESS,
+                           metavar=name.upper(), help=f"{kind}.{name}")
     train.add_argument("--out", required=True, help="run folder to write")
     train.add_argument(
         "--resume",
@@ -101,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set")
+    evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set", allow_abbrev=False)
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--mode", choices=MODES, default="ensemble")
     evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
@@ -111,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("datasets", help="list the data sets, their sources and shapes").add_argument(
         "--data-dir", default=None, help="where recorded data sets are looked for"
     )
+
+    parts = commands.add_parser("parts", help="list the parts a configuration can name, with their options")
+    parts.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE", help=PLUGINS.help)
 
     report = commands.add_parser("report", help="figures, a Markdown table and InferenceData for run folders")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
@@ -122,38 +102,53 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> ExperimentConfig:
-    return ExperimentConfig(
-        dataset=args.dataset,
-        rule=args.rule,
-        epochs=args.epochs,
-        seed=args.seed,
-        schedule=args.schedule,
-        lr=args.lr,
-        temperature=args.temperature,
-        prior_p=args.prior_p,
-        prior_scale=args.prior_scale,
-        init_scale=args.init_scale,
-        momentum=args.momentum,
-        kl_weight=args.kl_weight,
-        likelihood=args.likelihood,
-        samples=args.samples,
-        batch_size=args.batch_size,
-        particles=args.particles,
-        hidden=list(args.hidden),
-        model=args.model,
-        conv_preset=args.conv_preset,
-        dense=list(args.dense),
-        kernel_size=args.kernel_size,
-        learning=args.learning,
-        data_dir=args.data_dir,
-        steps=args.steps,
-        burn_in=args.burn_in,
-        step_ms=args.step_ms,
-        downsample=args.downsample,
-        device=args.device,
-        engine=args.engine,
-    ).validate()
+COMMAND_OPTIONS = {"config", "set", "plugins", "out", "resume", "quiet", "command"}
+
+
+def _put(raw: dict, key: str, value, where: str) -> None:
+    """Set option ``key`` (``section.name``, or ``plugins``) of the sectioned ``raw``."""
+    if key == "plugins":
+        raw["plugins"] = [*raw.get("plugins", []), *([value] if isinstance(value, str) else value)]
+        return
+    section, dot, name = key.partition(".")
+    if not dot or not name:
+        raise ConfigError(f"{where}: expected SECTION.OPTION (e.g. training.epochs), got {key!r}")
+    settings = raw.setdefault(section, {})
+    if not isinstance(settings, dict):
+        raise ConfigError(f"[{section}] must be a table of options, got {settings!r}")
+    settings[name] = value
+
+
+def _part_options(extra: list[str]) -> list[tuple[str, str]]:
+    """(``kind.option``, value) from the arguments argparse did not know: ``--prior.a 2``, ``--prior.a=2``."""
+    pairs, rest = [], list(extra)
+    while rest:
+        token = rest.pop(0)
+        key, equals, value = token[2:].partition("=") if token.startswith("--") else ("", "", "")
+        if key.partition(".")[0] not in KINDS or not key.partition(".")[2]:
+            raise ConfigError(f"unrecognized argument {token!r} (part options read --KIND.OPTION VALUE, e.g. --prior.p 0.3)")
+        if not equals:
+            if not rest or rest[0].startswith("--"):
+                raise ConfigError(f"{token} needs a value")
+            value = rest.pop(0)
+        pairs.append((key, value))
+    return pairs
+
+
+def _raw_config(args: argparse.Namespace, extra: list[str]) -> dict:
+    """The configuration the arguments give: --config, then --set, then the flags."""
+    raw = sectioned(read_config_file(args.config)) if args.config else {}
+    for item in args.set:
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=30")
+        _put(raw, key.strip(), Text(value.strip()), f"--set {item}")
+    given = {key: value for key, value in vars(args).items() if key not in COMMAND_OPTIONS}
+    for key, value in [*given.items(), *_part_options(extra)]:
+        _put(raw, key, [Text(v) for v in value] if isinstance(value, list) else Text(value), f"--{key}")
+    if args.plugins:
+        _put(raw, "plugins", args.plugins, "--plugin")
+    return raw
 
 
 def _format(scores: dict) -> str:
@@ -164,19 +159,30 @@ def _format(scores: dict) -> str:
     )
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace, extra: list[str]) -> None:
     if args.resume:
+        given = {key for key in vars(args) if key not in COMMAND_OPTIONS} - {"training.epochs"}
+        if args.config or args.set or args.plugins or extra or given:
+            named = sorted(given) or ["--config / --set / --plugin"]
+            raise ConfigError(
+                f"--resume continues the run as its config.json says; only --epochs may be given (got {', '.join(named)})"
+            )
         run = open_run(args.out)
+        epochs = getattr(args, "training.epochs", None)
+        if epochs is not None:
+            run.config = run.config.replaced(epochs=Text(epochs))
+            run.write_config()
     else:
-        run = create_run(_config(args), args.out)
+        run = create_run(ExperimentConfig(_raw_config(args, extra)), args.out)
     start = time.perf_counter()
-    run.fit(args.epochs, progress=False if args.quiet else None)
+    run.fit(run.config.epochs, progress=False if args.quiet else None)
     seconds = time.perf_counter() - start
-    modes = ["map"] if run.config.rule in POINT_ESTIMATE_RULES else ["ensemble", "map"]
-    parts = [_format(run.evaluate(mode)) for mode in modes]
+    point = part("guide", run.config.guide).point_estimate
+    modes = ["map"] if point else ["ensemble", "map"]
+    scores = [_format(run.evaluate(mode)) for mode in modes]
     epochs = run.trainer.epoch
-    header = f"{run.config.rule} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
-    print(f"{header} -> {run.directory}: " + "; ".join(parts))
+    header = f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
+    print(f"{header} -> {run.directory}: " + "; ".join(scores))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -217,12 +223,36 @@ def _datasets(args: argparse.Namespace) -> None:
         )
 
 
+def _parts(args: argparse.Namespace) -> None:
+    load_plugins(args.plugins)
+    for kind in KINDS:
+        print(f"[{kind}]")
+        for name in REGISTRY.names(kind):
+            component = REGISTRY.parts[kind][name]
+            where = "" if component.module.startswith("bisnn_pyro.") else f"  (from {component.module})"
+            print(f"  {name:22s} {component.help}{where}")
+            for option in component.options:
+                setting = f"{option.name} = {option.default!r}"
+                print(f"      {setting:24s} {option.help}; {option.describe()}")
+    print("[rules] (presets of parts)")
+    for rule, parts in RULE_PRESETS.items():
+        described = ", ".join(
+            spec["name"] + "".join(f" {k}={v}" for k, v in spec.items() if k != "name") for spec in parts.values()
+        )
+        print(f"  {rule:22s} {described}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args, extra = _parser().parse_known_args(argv)
     keep_freed_memory()  # a quarter of a sequence epoch was page faults on fresh memory
     try:
-        {"train": _train, "evaluate": _evaluate, "report": _report, "datasets": _datasets}[args.command](args)
-    except (ConfigError, CheckpointError, TrainingDiverged) as error:
+        if extra and args.command != "train":
+            raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "train":
+            _train(args, extra)
+        else:
+            {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts}[args.command](args)
+    except (ConfigError, CheckpointError, CompositionError, TrainingDiverged) as error:
         print(f"bisnn-pyro: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -6,176 +6,32 @@ A run folder is self-contained: ``config.json`` (everything needed to rebuild th
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyro
-
-from .analysis.metrics import summary
-from .analysis.posterior import posterior_diagnostics
 import torch
 from torch.utils.data import DataLoader
 
+from .analysis.metrics import summary
+from .analysis.posterior import posterior_diagnostics
+from .config.options import ConfigError
+from .config.run import ExperimentConfig, check_device, read_config_file
 from .data import SpikeDataset
 from .data.events import DataError
-from .data.registry import DATASETS, SPECS, load_dataset
-from .inference import BayesianSNN, Trainer, make_rule
+from .data.registry import SPECS, load_dataset
+from .inference import BayesianSNN, Trainer
 from .inference.checkpoint import CheckpointError
 from .inference.predict import check_mode, point_weights
-from .inference.rules import OPTION_DEFAULTS, RULE_OPTIONS, RULES, rule_options
+from .inference.rules import build as build_part, build_rule
 from .inference.sites import CompositionError
-from .inference.training import ENGINES, SCHEDULES
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
-from .models.likelihoods import LIKELIHOODS, LastReadoutCategorical, ReadoutCategorical
 
-MODELS = ("mlp", "conv")
-LEARNING = ("local", "end-to-end", "end-to-end-output")  # gradients within each layer, or through all
+__all__ = ["ConfigError", "ExperimentConfig", "Run", "check_device", "create_run", "open_run"]
+
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range or unknown."""
-
-
-@dataclass
-class ExperimentConfig:
-    """Everything that defines a run; the defaults train Bayes-BiSNN on two moons in about 30 s."""
-
-    dataset: str = "two-moons"
-    rule: str = "bayes"
-    epochs: int = 60
-    batch_size: int = 40
-    schedule: str = "sequence"
-    seed: int = 0
-    lr: float | None = None
-    # the rule's options (None: the rule's default where it uses the option, absent where it does not)
-    temperature: float | None = None
-    prior_p: float | None = None
-    prior_scale: float | None = None
-    init_scale: float | None = None
-    momentum: float | None = None
-    kl_weight: float = 1.0
-    likelihood: str = "decolle"  # decolle (every step of every readout) or last-readout (time-averaged)
-    samples: int = 10
-    particles: int = 1  # ELBO particles per step, drawn as one batch of weights
-    hidden: list[int] = field(default_factory=lambda: [256, 256])
-    model: str = "mlp"
-    conv_preset: str = "small"
-    dense: list[int] = field(default_factory=list)  # conv model: dense layers after the convolutions
-    kernel_size: int | None = None  # conv model: odd kernel size; None: the preset's
-    learning: str = "local"  # local (DECOLLE), end-to-end (all readouts), end-to-end-output (last readout)
-    steps: int | None = None  # None: the data set's default (two moons: 100)
-    burn_in: int | None = None  # None: the data set's default (two moons: 10)
-    step_ms: float | None = None  # event sets: time per step; None: the data set's default
-    downsample: int | None = None  # event sets: spatial factor; None: the data set's default
-    data_dir: str | None = None
-    surrogate: str = "boxcar"
-    tau_mem: float | None = None  # LIF time constants in steps; None: the data set's default
-    tau_syn: float | None = None  # (the paper's 10, 6 and 2; 4, 2 and 2 for the short digits-dvs)
-    tau_ref: float | None = None
-    readout_gain: float | None = None  # readout logits scale; None: the data set's default
-    train_size: int = 200
-    test_size: int = 1000
-    data_seed: int = 0
-    engine: str = "auto"  # svi, direct, fused, or auto (fused for bayes online, else direct where the rule allows it)
-    device: str = "cpu"  # cpu, cuda, cuda:1, ...
-
-    def __post_init__(self):
-        spec = SPECS.get(self.dataset)
-        if spec is not None:
-            self.steps = spec.steps if self.steps is None else self.steps
-            self.burn_in = spec.burn_in if self.burn_in is None else self.burn_in
-            if self.readout_gain is None:
-                self.readout_gain = spec.readout_gain
-            for name, value in zip(("tau_mem", "tau_syn", "tau_ref"), spec.time_constants):
-                if getattr(self, name) is None:
-                    setattr(self, name, value)
-
-    def validate(self) -> "ExperimentConfig":
-        checks = [
-            (self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}"),
-            (self.model in MODELS, f"unknown model {self.model!r}; expected one of {', '.join(MODELS)}"),
-            (
-                self.conv_preset in CONV_PRESETS,
-                f"unknown conv preset {self.conv_preset!r}; expected {sorted(CONV_PRESETS)}",
-            ),
-            (not self.dense or min(self.dense) >= 1, f"dense widths must be >= 1, got {self.dense}"),
-            (
-                self.kernel_size is None or (self.kernel_size >= 1 and self.kernel_size % 2 == 1),
-                f"kernel size must be odd and >= 1 ('same' padding), got {self.kernel_size}",
-            ),
-            (
-                (not self.dense and self.kernel_size is None) or self.model == "conv",
-                "--dense and --kernel-size shape --model conv; an mlp takes --hidden",
-            ),
-            (self.learning in LEARNING, f"unknown learning {self.learning!r}; expected one of {', '.join(LEARNING)}"),
-            (self.steps >= 1, f"number of time steps must be >= 1, got {self.steps}"),
-            (min(self.tau_mem, self.tau_syn, self.tau_ref) > 0, "time constants must be > 0"),
-            (self.step_ms is None or self.step_ms > 0, f"time step must be > 0 ms, got {self.step_ms}"),
-            (self.downsample is None or self.downsample >= 1, f"downsample must be >= 1, got {self.downsample}"),
-            (self.rule in RULES, f"unknown rule {self.rule!r}; expected one of {', '.join(RULES)}"),
-            (
-                self.likelihood in LIKELIHOODS,
-                f"unknown likelihood {self.likelihood!r}; expected one of {', '.join(LIKELIHOODS)}",
-            ),
-            (self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"),
-            (self.engine in ENGINES, f"unknown engine {self.engine!r}; expected one of {', '.join(ENGINES)}"),
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be >= 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"learning rate must be > 0, got {self.lr}"),
-            (self.kl_weight >= 0, f"KL weight must be >= 0, got {self.kl_weight}"),
-            (self.samples >= 1, f"number of samples K must be >= 1, got {self.samples}"),
-            (self.particles >= 1, f"number of particles must be >= 1, got {self.particles}"),
-            (len(self.hidden) >= 1 and min(self.hidden) >= 1, f"hidden widths must be >= 1, got {self.hidden}"),
-            (0 <= self.burn_in < self.steps, f"burn-in must lie in [0, steps={self.steps}), got {self.burn_in}"),
-            (self.train_size >= 2 and self.test_size >= 2, "train and test sizes must be >= 2"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-        try:  # the rule's options as they take effect: defaults filled in, unused ones refused
-            options = rule_options(self.rule, **{option: getattr(self, option) for option in OPTION_DEFAULTS})
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        for option, value in options.items():
-            setattr(self, option, value)
-        check_device(self.device)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, saved: bool = False) -> "ExperimentConfig":
-        """The configuration ``values`` name; ``saved``: read from a run folder, where versions
-        before 0.2 recorded every rule option, used or not, so the unused ones are dropped."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown configuration keys {unknown}")
-        if saved and values.get("rule") in RULE_OPTIONS:
-            used = RULE_OPTIONS[values["rule"]]
-            values = {k: v for k, v in values.items() if k not in OPTION_DEFAULTS or k in used}
-        return cls(**values).validate()
-
-
-def check_device(device: str) -> torch.device:
-    """``device`` as a torch.device, or a ConfigError saying why it cannot be used here."""
-    try:
-        parsed = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; expected cpu, cuda or cuda:N") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but this machine has no CUDA device torch can use")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA devices are visible")
-    elif parsed.type != "cpu":
-        raise ConfigError(f"unsupported device {device!r}; expected cpu, cuda or cuda:N")
-    return parsed
 
 
 def load_data(config: ExperimentConfig):
@@ -213,7 +69,7 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
         readout_gain=config.readout_gain,
         local_learning=config.learning == "local",
     )
-    if config.model == "conv":
+    if config.network == "conv":
         if len(frame_shape) != 3:
             raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
         preset = dict(CONV_PRESETS[config.conv_preset])
@@ -224,18 +80,13 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
 
 
 def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
-    """The model of ``config`` with its rule's guide, and a trainer ready for epoch 1."""
-    config.validate()
+    """The model of ``config`` with its parts, and a trainer ready for epoch 1."""
     pyro.set_rng_seed(config.seed)
-    options = {option: getattr(config, option) for option in RULE_OPTIONS[config.rule]}
-    rule = make_rule(config.rule, lr=config.lr, num_particles=config.particles, seed=config.seed, **options)
+    parts = config.parts
+    rule = build_rule(config.label, parts, num_particles=config.particles, seed=config.seed, loss=config.loss)
     example, size = _example(train)
     net = build_network(config, tuple(example.shape[2:]))
-    if config.likelihood == LastReadoutCategorical.name:
-        likelihood = LastReadoutCategorical(num_data=size, burn_in=config.burn_in)
-    else:
-        readouts = "last" if config.learning == "end-to-end-output" else "all"
-        likelihood = ReadoutCategorical(num_data=size, burn_in=config.burn_in, readouts=readouts)
+    likelihood = build_part(parts, "likelihood", num_data=size, burn_in=config.burn_in)
     try:
         bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
     except CompositionError as error:
@@ -274,6 +125,10 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_FILE
+
+    def write_config(self) -> None:
+        """Record the configuration in the run folder (``config.json``, a valid ``--config``)."""
+        (self.directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
 
     def fit(self, epochs: int | None = None, progress: bool | None = None) -> list[dict]:
         """Train, recording per epoch the loss and, for sign posteriors, each layer's diagnostics."""
@@ -317,12 +172,13 @@ def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
     directory = Path(directory)
     if (directory / CHECKPOINT_FILE).exists():
         raise ConfigError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
-    train, test = load_data(config.validate())
+    train, test = load_data(config)
     bsnn, trainer = build(config, train)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    run = Run(directory, config, train, test, bsnn, trainer)
+    run.write_config()
     (directory / METRICS_FILE).unlink(missing_ok=True)
-    return Run(directory, config, train, test, bsnn, trainer)
+    return run
 
 
 def open_run(directory: str | Path, device: str | None = None) -> Run:
@@ -334,17 +190,11 @@ def open_run(directory: str | Path, device: str | None = None) -> Run:
         raise CheckpointError(
             f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first"
         )
-    try:
-        values = json.loads(config_path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"no {CONFIG_FILE} in {directory}: not a bisnn-pyro run folder") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{config_path} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{config_path} must hold a JSON object")
+    if not config_path.is_file():
+        raise ConfigError(f"no {CONFIG_FILE} in {directory}: not a bisnn-pyro run folder")
+    config = ExperimentConfig.from_dict(read_config_file(config_path), saved=True)
     if device is not None:
-        values = {**values, "device": device}
-    config = ExperimentConfig.from_dict(values, saved=True)
+        config = config.replaced(device=device)
     train, test = load_data(config)
     bsnn, trainer = build(config, train)
     run = Run(directory, config, train, test, bsnn, trainer)

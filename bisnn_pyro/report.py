@@ -20,7 +20,7 @@ from .analysis.metrics import auroc, mutual_information, predictive_entropy, sum
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
 from .data import SpikeDataset
 from .experiment import METRICS_FILE, ConfigError, Run, open_run
-from .inference.rules import POINT_ESTIMATE_RULES
+from .config.components import part
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_loo", "elpd_waic")
 NEAR, FAR = 0.1, 0.5  # distances to the nearest training point that count as on / far from the data
@@ -64,11 +64,11 @@ def two_moons_grid(resolution: int, steps: int, seed: int = 0):
 
 def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
     """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``."""
-    bsnn, test, rule = run.bsnn, run.test, run.config.rule
+    bsnn, test, rule = run.bsnn, run.test, run.config.label
     if not isinstance(test, SpikeDataset):
         raise ConfigError(f"{name}: the report needs a test set held in memory (two-moons, digits-dvs)")
     folder = out / name
-    point_rule = rule in POINT_ESTIMATE_RULES
+    point_rule = part("guide", run.config.guide).point_estimate
     draws = 1 if point_rule else samples  # a point mass gives identical draws
     weights = bsnn.draw_weights(test.x, draws)
     ensemble_readouts = bsnn.readouts_with(weights, test.x)

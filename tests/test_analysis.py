@@ -55,7 +55,7 @@ def test_inference_data_groups_dims_and_netcdf_roundtrip(runs, tmp_path):
     path = tmp_path / "idata.nc"
     idata.to_netcdf(str(path))
     again = az.from_netcdf(str(path))
-    assert json.loads(again.posterior.attrs["config"])["rule"] == "bayes"
+    assert json.loads(again.posterior.attrs["config"])["training"]["rule"] == "bayes"
     assert (again.posterior["w_layers_1"].values == post["w_layers_1"].values).all()
     assert "frac_plus_layers_0" in az.summary(again, var_names=["frac_plus_layers_0"]).index
 

@@ -30,7 +30,7 @@ def test_plain_torch_step_matches_one_svi_step():
     prior = {name: p.base_dist.natural for name, p in bsnn.prior_distributions().items()}
     lr = trainer.optim.pt_optim_args["lr"]
     pyro.set_rng_seed(11)
-    plain_loss = bench.plain_torch_step(bsnn, lams, prior, x, y, lr, config.temperature, config.kl_weight)
+    plain_loss = bench.plain_torch_step(bsnn, lams, prior, x, y, lr, config.guide["temperature"], config.kl_weight)
     pyro.set_rng_seed(11)
     pyro_loss = trainer.svi.step(x, y)
     assert abs(plain_loss - pyro_loss) <= 1e-4 * abs(pyro_loss)

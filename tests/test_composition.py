@@ -331,7 +331,8 @@ def test_rules_honour_or_refuse_every_option():
     from bisnn_pyro import make_rule
 
     ste = make_rule("ste", prior_p=0.7)  # ST-BiSNN honours the prior's p
-    assert ste.prior.p == 0.7 and ste.options == {"prior_p": 0.7, "init_scale": 0.1}
+    assert ste.prior.p == 0.7 and ste.parts["prior"] == {"name": "binary", "p": 0.7}
+    assert ste.parts["guide"] == {"name": "straight-through", "init_scale": 0.1}
     for name, option in [("ste", "temperature"), ("ste", "momentum"), ("fp", "prior_p"), ("bayes-adam", "momentum")]:
         with pytest.raises(ValueError, match=f"rule '{name}' does not use {option}"):
             make_rule(name, **{option: 0.3})

@@ -95,7 +95,7 @@ def test_rule_rejects_bad_hyper_parameters():
     for kwargs, message in [
         ({"temperature": 0.0}, "temperature"),
         ({"prior_p": 1.5}, "(0, 1)"),
-        ({"lr": 0.0}, "learning rate"),
+        ({"lr": 0.0}, "optim.lr must be a finite number > 0"),
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             make_rule("bayes", **kwargs)
@@ -176,11 +176,14 @@ def test_runs_saved_before_per_site_guide_parameters_still_open(tmp_path, rule):
     state["optimizer"] = {old(k): v for k, v in state["optimizer"].items()}
     assert any(k.endswith("weight_unconstrained") for k in state["model"])
     save_checkpoint(run.checkpoint, {k: v for k, v in state.items() if k != "format"})
-    config = json.loads((run.directory / "config.json").read_text())
-    config.update(temperature=0.5, prior_p=0.5, momentum=0.0, init_scale=0.1)  # as 0.1 recorded them
-    config.pop("likelihood")
-    config.pop("prior_scale")
-    (run.directory / "config.json").write_text(json.dumps(config))
+    sections = json.loads((run.directory / "config.json").read_text())
+    flat = {key: value for section in ("data", "model", "training") for key, value in sections[section].items()}
+    flat["model"] = flat.pop("network")
+    for key in ("loss",):
+        flat.pop(key)
+    # version 0.1 recorded every rule option, used or not, at its default
+    flat.update(lr=None, temperature=0.5, prior_p=0.5, momentum=0.0, init_scale=0.1)
+    (run.directory / "config.json").write_text(json.dumps(flat))
     again = open_run(run.directory)
     x = run.test.x[:50]
     assert torch.equal(run.bsnn.predict(x, "map"), again.bsnn.predict(x, "map"))

@@ -1,147 +1,115 @@
-"""Learning rules by name: each is a prior, a guide builder, an ELBO and an optimiser.
+"""Learning rules by name: presets of parts (prior, guide, likelihood, optimiser) with their options.
 
-========== ========================================= ======================= ================
-rule       guide                                     loss                    optimiser
-========== ========================================= ======================= ================
-bayes      mean-field sign-Bernoulli, relaxed at tau MeanField (exact KL)  Bayesian learning rule
-bayes-adam the same                                  the same                Adam
-bayes-sf   the same, exact +-1 samples               TraceGraph (score fn)   Adam
-ste        straight-through sign(theta)              Trace                   Adam
-fp         AutoDelta, Gaussian prior                 Trace                   Adam
-fp-bayes   AutoNormal, Gaussian prior                MeanField               Adam
-========== ========================================= ======================= ================
+========== ================ ========================= ================== ============================
+rule       prior            guide                     loss (the guide's) optimiser (lr)
+========== ================ ========================= ================== ============================
+bayes      binary           sign-bernoulli (relaxed)  mean-field         learning-rule (5e-4)
+bayes-adam binary           sign-bernoulli            mean-field         adam (5e-2)
+bayes-sf   binary           sign-bernoulli-exact      trace-graph        adam (5e-2)
+ste        binary           straight-through          trace              adam (1e-3)
+fp         gaussian         auto-delta                trace              adam (2e-2)
+fp-bayes   gaussian         auto-normal               mean-field         adam (1e-2)
+========== ================ ========================= ================== ============================
 
-MeanField is :class:`.elbo.MeanFieldELBO`: Pyro's ``TraceMeanField_ELBO`` without the unused
-log-densities.  The Bayesian learning rule steps the natural parameters and hands any other
-parameter to its companion (Adam).  Each rule takes the options of :data:`RULE_OPTIONS` and refuses
-the others, so nothing given to a rule is silently ignored.
+Every rule's likelihood is ``decolle``.  The parts are those of :mod:`.parts` (named as in a
+configuration file); the learning rule steps the natural parameters and hands any other
+parameter to its companion (Adam).  An option the rule's parts do not take is refused, so nothing
+given to a rule is silently ignored.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
-from functools import partial
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-import pyro.optim
-from pyro.infer import Trace_ELBO, TraceGraph_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_sample
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
-from ..models.priors import BinaryPrior, GaussianPrior, Prior
-from .elbo import MeanFieldELBO
-from .guides import SignBernoulliGuide, StraightThroughGuide
-from .optim import BayesianLearningRule
+from ..config.components import overlay, part, part_flags, resolve_part
+from ..config.options import ConfigError, closest
+from ..models.priors import Prior
+from .parts import make_loss
 
-RULES = ("bayes", "bayes-adam", "bayes-sf", "ste", "fp", "fp-bayes")
-POINT_ESTIMATE_RULES = ("ste", "fp")  # their guides are point masses: an ensemble is the MAP
-
-DEFAULT_LR = {
-    "bayes": 5e-4,
-    "bayes-adam": 5e-2,
-    "bayes-sf": 5e-2,
-    "ste": 1e-3,
-    "fp": 2e-2,
-    "fp-bayes": 1e-2,
+RULE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "bayes": {"prior": {"name": "binary"}, "guide": {"name": "sign-bernoulli"}, "optim": {"name": "learning-rule"}},
+    "bayes-adam": {"prior": {"name": "binary"}, "guide": {"name": "sign-bernoulli"}, "optim": {"name": "adam", "lr": 5e-2}},
+    "bayes-sf": {
+        "prior": {"name": "binary"},
+        "guide": {"name": "sign-bernoulli-exact"},
+        "optim": {"name": "adam", "lr": 5e-2},
+    },
+    "ste": {"prior": {"name": "binary"}, "guide": {"name": "straight-through"}, "optim": {"name": "adam", "lr": 1e-3}},
+    "fp": {"prior": {"name": "gaussian"}, "guide": {"name": "auto-delta"}, "optim": {"name": "adam", "lr": 2e-2}},
+    "fp-bayes": {"prior": {"name": "gaussian"}, "guide": {"name": "auto-normal"}, "optim": {"name": "adam", "lr": 1e-2}},
 }
+RULES = tuple(RULE_PRESETS)
+DEFAULT_LIKELIHOOD = {"name": "decolle"}
 
-OPTION_DEFAULTS = {"temperature": 0.5, "prior_p": 0.5, "init_scale": 0.1, "momentum": 0.0, "prior_scale": 1.0}
-RULE_OPTIONS = {  # the options each rule uses; any other option given to it is refused
-    "bayes": ("temperature", "prior_p", "init_scale", "momentum"),
-    "bayes-adam": ("temperature", "prior_p", "init_scale"),
-    "bayes-sf": ("prior_p", "init_scale"),
-    "ste": ("prior_p", "init_scale"),
-    "fp": ("prior_scale",),
-    "fp-bayes": ("prior_scale",),
-}
+
+def preset(rule: str, where: str = "rule") -> dict[str, dict[str, Any]]:
+    """The parts of rule ``rule`` (a copy), the likelihood included."""
+    if rule not in RULE_PRESETS:
+        raise ConfigError(f"{where}: unknown rule {rule!r}{closest(rule, RULES)}; expected one of {', '.join(RULES)}")
+    return {"likelihood": dict(DEFAULT_LIKELIHOOD), **{kind: dict(spec) for kind, spec in RULE_PRESETS[rule].items()}}
 
 
 @dataclass
 class Rule:
-    """The swappable parts of a learning rule (any of them may be replaced by the user's own), the
-    learning rate, and the options that took effect."""
+    """The parts of a learning rule (any of them may be replaced by the user's own) and the resolved
+    part specifications they were built from."""
 
     name: str
     prior: Prior
     guide: Callable[[Callable], object]
     loss: ELBO
     optim: PyroOptim
-    lr: float
-    options: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, dict[str, Any]]
+
+    @property
+    def lr(self) -> float:
+        return self.parts["optim"]["lr"]
 
 
-def rule_options(name: str, **given: float | None) -> dict[str, float]:
-    """The options rule ``name`` uses, with ``given`` (None: the default) in place of defaults;
-    raises ValueError for an unknown rule, an option the rule does not use, or a value out of range."""
-    if name not in RULES:
-        raise ValueError(f"unknown rule {name!r}; expected one of {', '.join(RULES)}")
-    unknown = sorted(set(given) - set(OPTION_DEFAULTS))
-    if unknown:
-        raise TypeError(f"unknown rule options {unknown}; expected some of {sorted(OPTION_DEFAULTS)}")
-    used = RULE_OPTIONS[name]
-    unused = sorted(option for option, value in given.items() if value is not None and option not in used)
-    if unused:
-        takes = ", ".join(used) if used else "none of them"
-        raise ValueError(f"rule {name!r} does not use {', '.join(unused)} (it takes {takes})")
-    options = {option: OPTION_DEFAULTS[option] if given.get(option) is None else given[option] for option in used}
-    checks = {
-        "temperature": (lambda v: v > 0 and math.isfinite(v), "temperature must be a finite number > 0"),
-        "prior_p": (lambda v: 0 < v < 1, "prior probability p must lie in (0, 1)"),
-        "init_scale": (lambda v: v >= 0 and math.isfinite(v), "init scale must be a finite number >= 0"),
-        "momentum": (lambda v: 0 <= v < 1, "momentum must lie in [0, 1)"),
-        "prior_scale": (lambda v: v > 0 and math.isfinite(v), "prior scale must be a finite number > 0"),
-    }
-    for option, value in options.items():
-        ok, message = checks[option]
-        if not ok(value):
-            raise ValueError(f"{message}, got {value}")
-    return options
-
-
-def make_rule(
-    name: str,
-    *,
-    lr: float | None = None,
-    temperature: float | None = None,
-    prior_p: float | None = None,
-    prior_scale: float | None = None,
-    init_scale: float | None = None,
-    momentum: float | None = None,
-    num_particles: int = 1,
-    seed: int | None = None,
-) -> Rule:
-    """Build rule ``name`` with its hyper-parameters; None takes the rule's default, and an option
-    the rule does not use is refused (``make_rule("ste", temperature=0.7)`` is a ValueError)."""
-    options = rule_options(
-        name, temperature=temperature, prior_p=prior_p, prior_scale=prior_scale, init_scale=init_scale, momentum=momentum
-    )
+def make_rule(name: str, *, num_particles: int = 1, seed: int | None = None, **options: float | None) -> Rule:
+    """Build rule ``name``; ``options`` (``lr``, ``temperature``, ``prior_p``, ``prior_scale``,
+    ``init_scale``, ``momentum``: the parts' options with a flag of their own; None takes the
+    default) set options of its parts, and an option none of its parts takes is a ValueError
+    (``make_rule("ste", temperature=0.7)``)."""
+    keywords = part_flags()
+    try:
+        parts = preset(name)
+        for keyword, value in options.items():
+            if keyword not in keywords:
+                raise TypeError(f"make_rule() got an unexpected keyword argument {keyword!r}")
+            if value is None:
+                continue
+            kind, key = keywords[keyword]
+            if not any(option.name == key for option in part(kind, parts[kind]).options):
+                raise ConfigError(f"rule {name!r} does not use {keyword}: its {kind} {parts[kind]['name']!r} has no {key}")
+            parts[kind] = overlay(parts[kind], {key: value})
+        parts = {kind: resolve_part(kind, spec, kind) for kind, spec in parts.items()}
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    lr = DEFAULT_LR[name] if lr is None else lr
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"learning rate must be a finite number > 0, got {lr}")
-    adam = pyro.optim.Adam({"lr": lr})
-    # one plate (the data) in the model; vectorised particles sit at dim -2, the leading sample
-    # dimension the network broadcasts its weights over
-    particles = dict(num_particles=num_particles, vectorize_particles=num_particles > 1, max_plate_nesting=1)
-    if name in ("bayes", "bayes-adam", "bayes-sf"):
-        guide = partial(
-            SignBernoulliGuide,
-            temperature=options.get("temperature"),
-            init_scale=options["init_scale"],
-            seed=seed,
-        )
-        optim = BayesianLearningRule({"lr": lr, "momentum": options["momentum"]}) if name == "bayes" else adam
-        loss = TraceGraph_ELBO(**particles) if name == "bayes-sf" else MeanFieldELBO(**particles)
-        return Rule(name, BinaryPrior(options["prior_p"]), guide, loss, optim, lr, options)
-    if name == "ste":
-        guide = partial(StraightThroughGuide, init_scale=options["init_scale"], seed=seed)
-        return Rule(name, BinaryPrior(options["prior_p"]), guide, Trace_ELBO(**particles), adam, lr, options)
-    prior = GaussianPrior(options["prior_scale"])
-    if name == "fp":
-        guide = partial(AutoDelta, init_loc_fn=init_to_sample)
-        return Rule(name, prior, guide, Trace_ELBO(**particles), adam, lr, options)
-    guide = partial(AutoNormal, init_loc_fn=init_to_sample, init_scale=0.05)
-    return Rule(name, prior, guide, MeanFieldELBO(**particles), adam, lr, options)
+    return build_rule(name, parts, num_particles=num_particles, seed=seed)
+
+
+def build_rule(name: str, parts: dict[str, dict[str, Any]], *, num_particles: int = 1, seed: int | None = None, loss: str = "auto") -> Rule:
+    """A :class:`Rule` from resolved part specifications; ``loss="auto"`` takes the guide's."""
+    guide = part("guide", parts["guide"])
+    loss_name = guide.loss if loss == "auto" else loss
+    return Rule(
+        name,
+        prior=build(parts, "prior"),
+        guide=build(parts, "guide", seed=seed),
+        loss=make_loss(loss_name, num_particles),
+        optim=build(parts, "optim"),
+        parts=parts,
+    )
+
+
+def build(parts: dict[str, dict[str, Any]], kind: str, **context: Any) -> Any:
+    """The part ``kind`` of resolved ``parts``, built (``context``: seed, num_data, burn_in)."""
+    spec = parts[kind]
+    return part(kind, spec).create({k: v for k, v in spec.items() if k != "name"}, **context)

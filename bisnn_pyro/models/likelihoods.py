@@ -33,13 +33,14 @@ class Likelihood:
 
     name = "likelihood"
     online = True
+    READOUTS = ("all", "last")
 
     def __init__(self, num_data: int, burn_in: int = 10, readouts: str = "all"):
         if num_data < 1:
             raise ValueError(f"num_data must be >= 1, got {num_data}")
         if burn_in < 0:
             raise ValueError(f"burn_in must be >= 0, got {burn_in}")
-        if readouts not in ("all", "last"):
+        if readouts not in self.READOUTS:
             raise ValueError(f"readouts must be 'all' or 'last', got {readouts!r}")
         self.num_data = num_data
         self.burn_in = burn_in

@@ -1,0 +1,271 @@
+"""A run is one configuration: TOML files, parts by name with their options, user parts through
+plugins, config.json read back as a configuration, and one-line errors for every bad input."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from bisnn_pyro.cli import main
+from bisnn_pyro.config import ConfigError
+from bisnn_pyro.config.run import SECTIONS, ExperimentConfig
+from bisnn_pyro.inference.rules import RULES
+
+TINY = ["--epochs", "2", "--hidden", "12", "--steps", "20", "--burn-in", "4", "--train-size", "40",
+        "--test-size", "60", "--samples", "3", "--quiet"]
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(capsys, *argv) -> str:
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2, err
+    assert err.startswith("bisnn-pyro: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def metrics(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def same_run(first, second):
+    """Two run folders trained to the same losses, bit for bit, and the same parameters."""
+    assert [m["loss"] for m in metrics(first)] == [m["loss"] for m in metrics(second)]
+    a = torch.load(first / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(second / "checkpoint.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_config_json_rebuilds_the_run_bit_for_bit(tmp_path, capsys, rule):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_cli(capsys, "train", "--rule", rule, *TINY, "--out", first)[0] == 0
+    assert run_cli(capsys, "train", "--config", first / "config.json", "--out", second)[0] == 0
+    same_run(first, second)
+    assert (first / "config.json").read_text() == (second / "config.json").read_text()
+
+
+def test_explicit_parts_from_a_toml_file_and_flags_round_trip(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text(textwrap.dedent("""
+        [data]
+        steps = 20
+        burn_in = 4
+        train_size = 40
+        test_size = 60
+
+        [model]
+        hidden = [12]
+
+        [prior]
+        name = "beta-binary"
+        a = 2
+        b = 2
+
+        [guide]
+        name = "sign-bernoulli"
+        temperature = 0.7
+
+        [training]
+        epochs = 2
+        samples = 3
+    """))
+    first, second = tmp_path / "first", tmp_path / "second"
+    argv = ["--config", toml, "--set", "optim.lr=1e-3", "--optim.momentum", "0.5", "--quiet"]
+    assert run_cli(capsys, "train", *argv, "--out", first)[0] == 0
+    config = json.loads((first / "config.json").read_text())
+    assert config["prior"] == {"name": "beta-binary", "a": 2.0, "b": 2.0, "per": "layer"}
+    assert config["guide"] == {"name": "sign-bernoulli", "temperature": 0.7, "init_scale": 0.1}
+    assert config["optim"] == {"name": "learning-rule", "lr": 1e-3, "momentum": 0.5, "companion_lr": 0.01}
+    assert config["training"]["epochs"] == 2 and config["model"]["hidden"] == [12]
+    assert run_cli(capsys, "train", "--config", first / "config.json", "--quiet", "--out", second)[0] == 0
+    same_run(first, second)
+
+
+def test_later_sources_win_and_explicit_parts_win_over_the_rule(tmp_path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[training]\nrule = "ste"\nepochs = 5\n[optim]\nlr = 0.05\n')
+    from bisnn_pyro.cli import _parser, _raw_config
+
+    args, extra = _parser().parse_known_args(
+        ["train", "--config", str(toml), "--set", "training.epochs=7", "--epochs", "9", "--guide", "sign-bernoulli",
+         "--guide.temperature=0.3", "--out", "x"]
+    )
+    config = ExperimentConfig(_raw_config(args, extra))
+    assert config.epochs == 9 and config.rule == "ste"
+    assert config.guide == {"name": "sign-bernoulli", "temperature": 0.3, "init_scale": 0.1}  # the rule's replaced
+    assert config.optim == {"name": "adam", "lr": 0.05}  # the rule's optimiser, the file's step size
+    assert config.label == "binary + sign-bernoulli + decolle + adam"
+
+
+def test_every_option_has_one_definition_behind_flag_file_and_record():
+    """Each option of the fixed sections has a --section.name flag, a default that validates, and a
+    place in config.json."""
+    from bisnn_pyro.cli import _parser
+
+    train = _parser()._subparsers._group_actions[0].choices["train"]
+    flags = {flag for action in train._actions for flag in action.option_strings}
+    recorded = ExperimentConfig().to_dict()
+    for section, options in SECTIONS.items():
+        for option in options:
+            assert f"--{section}.{option.name}" in flags
+            assert option.name in recorded[section]
+            if option.default is not None:
+                option.parse(option.default, option.name)
+
+
+def _write_plugin(folder, module):
+    (folder / f"{module}.py").write_text(textwrap.dedent('''
+        import math
+
+        import pyro
+        import torch
+        from pyro.distributions import Beta
+        from pyro.nn import PyroParam
+
+        from bisnn_pyro.config import Option, register
+        from bisnn_pyro.inference import SignBernoulliGuide
+        from bisnn_pyro.models import Prior, RelaxedSignBernoulli, SignBernoulli, natural_from_probs
+
+
+        class DalePrior(Prior):
+            def __init__(self, a):
+                super().__init__()
+                self.a = a
+
+            def buffer(self, name, weight):
+                return torch.full((2, weight.shape[1]), self.a)
+
+            def distribution(self, name, buffer, shape):
+                p = pyro.sample(f"{name}_p", Beta(buffer[0], buffer[1]).to_event(1))
+                return SignBernoulli(natural_from_probs(p).unsqueeze(-2)).expand(p.shape[:-1] + shape)
+
+
+        class LearnedTemperatureGuide(SignBernoulliGuide):
+            def __init__(self, model, **options):
+                super().__init__(model, **options)
+                self.log_temperature = PyroParam(torch.tensor(math.log(self.temperature)))
+
+            def site_distribution(self, name, params):
+                natural = self.natural_parameter(name, params)
+                if not self.training:
+                    return SignBernoulli(natural)
+                return RelaxedSignBernoulli(natural, self.log_temperature.exp())
+
+
+        @register("prior", "dale", Option("a", float, 0.5, "Beta a = b per input neuron", check=lambda v: v > 0, expect="> 0"))
+        def dale(a):
+            """Each input neuron excites or inhibits."""
+            return DalePrior(a)
+
+
+        @register("guide", "learned-temperature", Option("temperature", float, 0.5, "initial tau"))
+        def learned_temperature(temperature, seed=None):
+            """Sign-Bernoulli with a learned temperature."""
+            return lambda model: LearnedTemperatureGuide(model, temperature=temperature, seed=seed)
+    '''))
+
+
+def test_a_plugin_trains_evaluates_and_reports_and_is_needed_to_reopen(tmp_path, capsys, monkeypatch):
+    module = "bisnn_test_plugin_parts"
+    _write_plugin(tmp_path, module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "run"
+    argv = ["train", "--plugin", module, "--prior", "dale", "--prior.a", "0.8", "--guide", "learned-temperature", *TINY]
+    code, printed, err = run_cli(capsys, *argv, "--out", out)
+    assert code == 0, err
+    assert "dale + learned-temperature + decolle + learning-rule" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["plugins"] == [module] and config["prior"] == {"name": "dale", "a": 0.8}
+    code, printed, _ = run_cli(capsys, "evaluate", out, "--json")
+    assert code == 0 and json.loads(printed)["n"] == 60
+    code, printed, err = run_cli(capsys, "report", out, "--out", tmp_path / "report", "--samples", "3", "--grid", "4",
+                                 "--quiet")
+    assert code == 0, err
+    assert "dale + learned-temperature" in (tmp_path / "report" / "report.md").read_text()
+    # without the plugin's module the run folder says which module it needs, in one line
+    monkeypatch.syspath_prepend(str(tmp_path / "nowhere"))
+    sys.path.remove(str(tmp_path))
+    for name in [name for name in sys.modules if name == module]:
+        del sys.modules[name]
+    err = one_line_error(capsys, "evaluate", out)
+    assert f"plugin {module!r} cannot be imported" in err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[training\nepochs = 3", "is not valid TOML"),
+        ("[trainning]\nepochs = 3", "unknown section 'trainning' (did you mean 'training'?)"),
+        ("[training]\nepoch = 3", "training.epoch: unknown option (did you mean 'epochs'?)"),
+        ('[training]\nepochs = "three"', "training.epochs must be an integer, got 'three'"),
+        ("[training]\nepochs = 2.5", "training.epochs must be an integer, got 2.5"),
+        ("[training]\nepochs = true", "training.epochs must be an integer, got True"),
+        ("[training]\nkl_weight = -1", "training.kl_weight must be a finite number >= 0"),
+        ('[prior]\nname = "binery"', "prior.name: unknown prior 'binery' (did you mean 'binary'?)"),
+        ('[prior]\nname = "binary"\nq = 0.3', "prior.q: prior 'binary' has no option 'q'"),
+        ('[prior]\nname = "beta-binary"\nper = "row"', "prior.per: unknown value 'row'"),
+        ('[guide]\ntemperature = 0', "guide.temperature must be a finite number > 0, got 0.0"),
+        ('[data]\ndataset = "imagenet"', "data.dataset: unknown value 'imagenet'"),
+        ('plugins = ["no_such_module_here"]', "plugin 'no_such_module_here' cannot be imported"),
+        ("[model]\nhidden = 12", "model.hidden must be a list of int, got 12"),
+    ],
+)
+def test_bad_configuration_files_give_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "run.toml"
+    path.write_text(content)
+    err = one_line_error(capsys, "train", "--config", path, "--out", tmp_path / "run")
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--prior", "nope"], "unknown prior 'nope'"),
+        (["--prior.z", "1"], "prior.z: prior 'binary' has no option 'z'"),
+        (["--prior.p"], "--prior.p needs a value"),
+        (["--bogus", "1"], "unrecognized argument '--bogus'"),
+        (["--set", "epochs=3"], "expected SECTION.OPTION"),
+        (["--set", "training.epochs"], "expected KEY=VALUE"),
+        (["--config", "missing.toml"], "no configuration file missing.toml"),
+        (["--epochs"], "expected one argument"),
+        (["--resume", "--rule", "ste"], "--resume continues the run as its config.json says"),
+    ],
+)
+def test_bad_command_lines_give_one_line(tmp_path, capsys, argv, message):
+    err = one_line_error(capsys, "train", *argv, "--out", tmp_path / "run")
+    assert message in err
+
+
+def test_argparse_errors_are_one_line_too(capsys):
+    assert "invalid choice" in one_line_error(capsys, "evaluate", "x", "--mode", "median")
+    assert "required" in one_line_error(capsys, "train")
+    assert "unrecognized arguments" in one_line_error(capsys, "evaluate", "x", "--bogus")
+
+
+def test_validation_raises_config_errors_for_every_bad_key():
+    with pytest.raises(ConfigError, match="data.dataset: unknown value 'imagenet'"):
+        ExperimentConfig(dataset="imagenet")
+    with pytest.raises(ConfigError, match="unknown configuration key 'epoch'"):
+        ExperimentConfig(epoch=3)
+    with pytest.raises(ConfigError, match="training.batch_size must be an integer"):
+        ExperimentConfig(batch_size="40")  # a string in a flat config.json
+
+
+def test_resume_may_raise_the_epochs_and_records_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", *TINY, "--out", out)[0] == 0
+    code, printed, _ = run_cli(capsys, "train", "--resume", "--epochs", "3", "--out", out, "--quiet")
+    assert code == 0 and "3 epochs" in printed
+    assert json.loads((out / "config.json").read_text())["training"]["epochs"] == 3
+    assert len(metrics(out)) == 3
