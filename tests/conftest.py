@@ -6,6 +6,16 @@ import bisnn_pyro  # noqa: F401  (turns on module-local parameters)
 
 
 @pytest.fixture(autouse=True)
+def _isolated_registry():
+    """Parts a test registers (a plugin, the README's example) are gone after it."""
+    from bisnn_pyro.config import REGISTRY
+
+    saved = {kind: dict(parts) for kind, parts in REGISTRY.parts.items()}
+    yield
+    REGISTRY.parts.update({kind: dict(parts) for kind, parts in saved.items()})
+
+
+@pytest.fixture(autouse=True)
 def _isolated_pyro():
     """Every test starts from a fixed seed, module-local parameters and an empty global store."""
     pyro.settings.set(module_local_params=True)
