@@ -11,8 +11,10 @@ def _isolated_registry():
     from bisnn_pyro.config import REGISTRY
 
     saved = {kind: dict(parts) for kind, parts in REGISTRY.parts.items()}
+    loaded = REGISTRY.entry_points_loaded
     yield
     REGISTRY.parts.update({kind: dict(parts) for kind, parts in saved.items()})
+    REGISTRY.entry_points_loaded = loaded
 
 
 @pytest.fixture(autouse=True)

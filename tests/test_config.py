@@ -269,3 +269,30 @@ def test_resume_may_raise_the_epochs_and_records_them(tmp_path, capsys):
     assert code == 0 and "3 epochs" in printed
     assert json.loads((out / "config.json").read_text())["training"]["epochs"] == 3
     assert len(metrics(out)) == 3
+
+
+def test_an_installed_package_registers_parts_through_an_entry_point(tmp_path, capsys, monkeypatch):
+    """A distribution declaring an entry point of the bisnn_pyro.components group: its parts are
+    found by name with no --plugin, and the run records the module it needs."""
+    from bisnn_pyro.config import REGISTRY
+
+    (tmp_path / "ep_parts.py").write_text(textwrap.dedent('''
+        from bisnn_pyro.config import Option, register
+        from bisnn_pyro.models import BinaryPrior
+
+        @register("prior", "leaning", Option("p", float, 0.3, "P(w = +1)"))
+        def leaning(p):
+            """A prior leaning towards -1."""
+            return BinaryPrior(p)
+    '''))
+    info = tmp_path / "ep_parts-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-parts\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bisnn_pyro.components]\nparts = ep_parts\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    REGISTRY.entry_points_loaded = False
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--prior", "leaning", *TINY, "--out", out)
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["prior"] == {"name": "leaning", "p": 0.3} and config["plugins"] == ["ep_parts"]
