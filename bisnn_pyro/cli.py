@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
+import traceback
+from pathlib import Path
 from typing import Sequence
 
+import torch
+
 from .config.components import KINDS, REGISTRY, load_plugins, part, part_flags
+from . import __version__
 from .config.options import ConfigError, Text
-from .config.run import PLUGINS, SECTIONS, ExperimentConfig, read_config_file, sectioned
+from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_file, sectioned
 from .data.registry import SPECS
 from .experiment import create_run, open_run
-from .inference.checkpoint import CheckpointError
+from .errors import BisnnError, one_line
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
-from .inference.sites import CompositionError
-from .inference.training import TrainingDiverged
 from .runtime import keep_freed_memory
+from .sizing import out_of_memory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,18 +111,15 @@ def _parser() -> argparse.ArgumentParser:
 COMMAND_OPTIONS = {"config", "set", "plugins", "out", "resume", "quiet", "command"}
 
 
-def _put(raw: dict, key: str, value, where: str) -> None:
-    """Set option ``key`` (``section.name``, or ``plugins``) of the sectioned ``raw``."""
+def _option(key: str, value, where: str) -> dict:
+    """Option ``key`` (``section.name``, or ``plugins``) set to ``value``, as a sectioned configuration."""
     if key == "plugins":
-        raw["plugins"] = [*raw.get("plugins", []), *([value] if isinstance(value, str) else value)]
-        return
+        values = value.replace(",", " ").split() if isinstance(value, str) else value
+        return {"plugins": [Text(v) for v in values]}
     section, dot, name = key.partition(".")
     if not dot or not name:
         raise ConfigError(f"{where}: expected SECTION.OPTION (e.g. training.epochs), got {key!r}")
-    settings = raw.setdefault(section, {})
-    if not isinstance(settings, dict):
-        raise ConfigError(f"[{section}] must be a table of options, got {settings!r}")
-    settings[name] = value
+    return {section: {name: value}}
 
 
 def _part_options(extra: list[str]) -> list[tuple[str, str]]:
@@ -136,19 +139,21 @@ def _part_options(extra: list[str]) -> list[tuple[str, str]]:
 
 
 def _raw_config(args: argparse.Namespace, extra: list[str]) -> dict:
-    """The configuration the arguments give: --config, then --set, then the flags."""
+    """The configuration the arguments give: --config, then each --set, then the flags, each layer
+    winning over the ones before (see :func:`~bisnn_pyro.config.run.merge`)."""
     raw = sectioned(read_config_file(args.config)) if args.config else {}
     for item in args.set:
         key, equals, value = item.partition("=")
         if not equals:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.epochs=30")
-        _put(raw, key.strip(), Text(value.strip()), f"--set {item}")
+        raw = merge(raw, _option(key.strip(), Text(value.strip()), f"--set {item}"))
+    flags: dict = {"plugins": [Text(v) for v in args.plugins]} if args.plugins else {}
     given = {key: value for key, value in vars(args).items() if key not in COMMAND_OPTIONS}
     for key, value in [*given.items(), *_part_options(extra)]:
-        _put(raw, key, [Text(v) for v in value] if isinstance(value, list) else Text(value), f"--{key}")
-    if args.plugins:
-        _put(raw, "plugins", args.plugins, "--plugin")
-    return raw
+        value = [Text(v) for v in value] if isinstance(value, list) else Text(value)
+        for section, settings in _option(key, value, f"--{key}").items():
+            flags.setdefault(section, {}).update(settings)
+    return merge(raw, flags)
 
 
 def _format(scores: dict) -> str:
@@ -171,6 +176,10 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
         epochs = getattr(args, "training.epochs", None)
         if epochs is not None:
             run.config = run.config.replaced(epochs=Text(epochs))
+            if run.config.epochs < run.trainer.epoch:
+                raise ConfigError(
+                    f"--epochs {run.config.epochs}: {args.out} has trained {run.trainer.epoch} epochs already"
+                )
             run.write_config()
     else:
         run = create_run(ExperimentConfig(_raw_config(args, extra)), args.out)
@@ -242,20 +251,53 @@ def _parts(args: argparse.Namespace) -> None:
         print(f"  {rule:22s} {described}")
 
 
+def _crash_log(error: BaseException) -> Path:
+    """Write ``error``'s traceback to a log file; its path."""
+    fd, name = tempfile.mkstemp(prefix="bisnn-pyro-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as log:
+        log.write(f"bisnn-pyro {__version__}, torch {torch.__version__}, argv {sys.argv}\n")
+        traceback.print_exception(error, file=log)
+    return Path(name)
+
+
+def _run(args: argparse.Namespace, extra: list[str]) -> None:
+    if extra and args.command != "train":
+        raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "train":
+        _train(args, extra)
+    else:
+        {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts}[args.command](args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
-    keep_freed_memory()  # a quarter of a sequence epoch was page faults on fresh memory
+    """The command line; returns the exit status: 0 done, 2 an error the user can act on (one
+    line), 1 a bug (one line and the path of a log file with the traceback), 130 interrupted."""
     try:
-        if extra and args.command != "train":
-            raise ConfigError(f"unrecognized arguments: {' '.join(extra)}")
-        if args.command == "train":
-            _train(args, extra)
-        else:
-            {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts}[args.command](args)
-    except (ConfigError, CheckpointError, CompositionError, TrainingDiverged) as error:
-        print(f"bisnn-pyro: error: {error}", file=sys.stderr)
-        return 2
+        args, extra = _parser().parse_known_args(argv)  # the parser lists the parts: entry points load here
+        keep_freed_memory()  # a quarter of a sequence epoch was page faults on fresh memory
+        _run(args, extra)
+    except BisnnError as error:
+        return _fail(one_line(error))
+    except OSError as error:  # a folder that is a file, a read-only place, a full disk
+        where = f" {error.filename}" if error.filename else ""
+        return _fail(f"cannot use{where}: {error.strerror or one_line(error)}")
+    except MemoryError:
+        return _fail("out of memory: choose a smaller model, batch, ensemble or data set")
+    except KeyboardInterrupt:
+        print("bisnn-pyro: interrupted (a run folder keeps its last finished epoch)", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: one line here, the whole story in the log
+        if out_of_memory(error):
+            return _fail(f"out of memory: {one_line(error)}")
+        log = _crash_log(error)
+        print(f"bisnn-pyro: internal error ({type(error).__name__}: {one_line(error)}); traceback in {log}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"bisnn-pyro: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ A run folder is self-contained: ``config.json`` (everything needed to rebuild th
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader
 from .analysis.metrics import summary
 from .analysis.posterior import posterior_diagnostics
 from .config.options import ConfigError
-from .config.run import ExperimentConfig, check_device, read_config_file
+from .config.run import ExperimentConfig, read_config_file
 from .data import SpikeDataset
 from .data.events import DataError
 from .data.registry import SPECS, load_dataset
@@ -28,14 +29,21 @@ from .inference.predict import check_mode, point_weights
 from .inference.rules import build as build_part, build_rule
 from .inference.sites import CompositionError
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
+from .models.snn import conv_output_shapes
+from .sizing import FLOAT, prediction_bytes, require_memory, training_bytes
 
-__all__ = ["ConfigError", "ExperimentConfig", "Run", "check_device", "create_run", "open_run"]
+__all__ = ["ConfigError", "ExperimentConfig", "Run", "create_run", "open_run"]
 
 CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "metrics.jsonl"
 
 
 def load_data(config: ExperimentConfig):
     """(train, test) for the configured data set (see :func:`bisnn_pyro.data.registry.load_dataset`)."""
+    spec = SPECS[config.dataset]
+    if spec.folder is None:  # generated in memory
+        sequences = spec.sequences or config.train_size + config.test_size
+        frame = math.prod(spec.frame_shape(config.downsample))
+        require_memory(2 * FLOAT * sequences * config.steps * frame, f"{config.dataset} with {config.steps:,} steps")
     try:
         return load_dataset(
             config.dataset,
@@ -58,6 +66,14 @@ def _example(data) -> tuple[torch.Tensor, int]:
     return data[0][0].unsqueeze(0), len(data)
 
 
+def _conv_layers(config: ExperimentConfig) -> dict[str, Any]:
+    """The conv network's channels, kernel_size and pool: its preset with the configured kernel."""
+    preset = dict(CONV_PRESETS[config.conv_preset])
+    if config.kernel_size is not None:
+        preset["kernel_size"] = config.kernel_size
+    return preset
+
+
 def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> torch.nn.Module:
     """The configured network for inputs of shape (T, *frame_shape)."""
     classes = SPECS[config.dataset].classes
@@ -70,13 +86,43 @@ def build_network(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tor
         local_learning=config.learning == "local",
     )
     if config.network == "conv":
-        if len(frame_shape) != 3:
-            raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
-        preset = dict(CONV_PRESETS[config.conv_preset])
-        if config.kernel_size is not None:
-            preset["kernel_size"] = config.kernel_size
-        return ConvSpikingNet(frame_shape, num_classes=classes, dense=config.dense, **preset, **common)
+        _check_conv_input(config, frame_shape)
+        return ConvSpikingNet(frame_shape, num_classes=classes, dense=config.dense, **_conv_layers(config), **common)
     return SpikingMLP(frame_shape, config.hidden, classes, **common)
+
+
+def _check_conv_input(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> None:
+    if len(frame_shape) != 3:
+        raise ConfigError(f"--model conv needs image frames (P, H, W); {config.dataset} gives {frame_shape}")
+
+
+def network_size(config: ExperimentConfig, frame_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(synaptic weights, neurons) of the configured network, from its shapes alone."""
+    if config.network == "conv":
+        _check_conv_input(config, frame_shape)
+        layers = _conv_layers(config)
+        channels, pool = layers["channels"], layers["pool"]
+        pools = [pool] * len(channels) if isinstance(pool, int) else list(pool)
+        try:
+            shapes = conv_output_shapes(frame_shape, channels, pools, config.dense)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        kernel = layers["kernel_size"] ** 2
+        inputs = [frame_shape, *shapes[:-1]]
+        weights = sum(a[0] * b[0] * kernel if len(b) == 3 else math.prod(a) * b[0] for a, b in zip(inputs, shapes))
+        return weights, sum(math.prod(shape) for shape in shapes)
+    widths = [math.prod(frame_shape), *config.hidden]
+    return sum(a * b for a, b in zip(widths, widths[1:])), sum(config.hidden)
+
+
+def check_training_memory(config: ExperimentConfig, frame_shape: tuple[int, ...], steps: int) -> None:
+    """Refuse a configuration whose training step cannot fit in the device's memory."""
+    weights, neurons = network_size(config, frame_shape)
+    stepped = steps if config.schedule == "sequence" else 1
+    needed = training_bytes(
+        weights, neurons, batch=config.batch_size, steps=stepped, features=math.prod(frame_shape), particles=config.particles
+    )
+    require_memory(needed, f"training ({weights:,} weights, {neurons:,} neurons, batch {config.batch_size})", config.device)
 
 
 def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
@@ -85,6 +131,7 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     parts = config.parts
     rule = build_rule(config.label, parts, num_particles=config.particles, seed=config.seed, loss=config.loss)
     example, size = _example(train)
+    check_training_memory(config, tuple(example.shape[2:]), example.shape[1])
     net = build_network(config, tuple(example.shape[2:]))
     likelihood = build_part(parts, "likelihood", num_data=size, burn_in=config.burn_in)
     try:
@@ -153,6 +200,7 @@ class Run:
     def test_predictions(self, mode: str, samples: int, batch_size: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-draw class probabilities (K, N, C) on the test set and its labels; one set of draws
         serves every batch of a test set read from files."""
+        self.check_prediction_memory(samples if mode == "ensemble" else 1, batch_size)
         if isinstance(self.test, SpikeDataset):
             return self.bsnn.predictive_probs(self.test.x, mode, samples), self.test.y
         example, _ = _example(self.test)
@@ -165,6 +213,20 @@ class Run:
             probs.append(self.bsnn.likelihood.probs(self.bsnn.readouts_with(weights, xb)))
             labels.append(yb)
         return torch.cat(probs, dim=1), torch.cat(labels)
+
+
+    def check_prediction_memory(self, samples: int, batch_size: int = 500, points: int | None = None) -> None:
+        """Refuse, in one line, ``samples`` weight draws predicting ``points`` sequences (default: the
+        test set) that cannot fit in memory."""
+        example, size = _example(self.test)
+        points = size if points is None else points
+        weights, neurons = network_size(self.config, tuple(example.shape[2:]))
+        layers = len(self.bsnn.net.output_shapes)
+        needed = prediction_bytes(
+            weights, neurons, samples=samples, points=points, batch=batch_size, steps=example.shape[1],
+            readouts=layers * SPECS[self.config.dataset].classes,
+        )
+        require_memory(needed, f"predicting {points:,} sequences with K={samples:,} weight draws", self.config.device)
 
 
 def create_run(config: ExperimentConfig, directory: str | Path) -> Run:

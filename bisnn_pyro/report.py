@@ -70,6 +70,9 @@ def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) ->
     folder = out / name
     point_rule = part("guide", run.config.guide).point_estimate
     draws = 1 if point_rule else samples  # a point mass gives identical draws
+    run.check_prediction_memory(draws)
+    if run.config.dataset == "two-moons":
+        run.check_prediction_memory(draws, points=resolution**2)
     weights = bsnn.draw_weights(test.x, draws)
     ensemble_readouts = bsnn.readouts_with(weights, test.x)
     ensemble_probs = bsnn.likelihood.probs(ensemble_readouts)

@@ -296,3 +296,96 @@ def test_an_installed_package_registers_parts_through_an_entry_point(tmp_path, c
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert config["prior"] == {"name": "leaning", "p": 0.3} and config["plugins"] == ["ep_parts"]
+
+
+def test_a_rule_or_part_named_over_a_recorded_run_replaces_what_it_names(tmp_path, capsys):
+    """config.json records every part, so a rule given on top of it replaces them all, and a part
+    of another name drops the recorded part's options."""
+    first = tmp_path / "first"
+    assert run_cli(capsys, "train", *TINY, "--out", first)[0] == 0
+    recorded = str(first / "config.json")
+    from bisnn_pyro.cli import _parser, _raw_config
+
+    def resolved(*argv):
+        args, extra = _parser().parse_known_args(["train", "--config", recorded, *argv, "--out", "x"])
+        return ExperimentConfig(_raw_config(args, extra))
+
+    ste = resolved("--rule", "ste")
+    assert ste.label == "ste" and ste.guide["name"] == "straight-through" and ste.optim == {"name": "adam", "lr": 1e-3}
+    assert resolved("--set", "training.rule=fp").label == "fp"
+    beta = resolved("--prior", "beta-binary", "--prior.a", "2")
+    assert beta.prior == {"name": "beta-binary", "a": 2.0, "b": 1.0, "per": "layer"}
+    assert resolved("--optim", "adam").optim == {"name": "adam", "lr": 1e-3}  # adam's own default, not the rule's
+
+
+def test_a_recorded_configuration_given_another_data_set_takes_that_sets_defaults():
+    recorded = ExperimentConfig(hidden=[8]).to_dict()
+    assert recorded["data"]["steps"] is None and recorded["model"]["tau_mem"] is None  # "the data set's"
+    digits = ExperimentConfig(recorded).replaced(dataset="digits-dvs")
+    fresh = ExperimentConfig(dataset="digits-dvs", hidden=[8])
+    assert (digits.steps, digits.burn_in, digits.tau_mem, digits.readout_gain) == (20, 3, 4.0, 4.0)
+    assert digits == fresh
+    explicit = ExperimentConfig(steps=50, hidden=[8]).replaced(dataset="digits-dvs")
+    assert explicit.steps == 50  # a value the user chose stays
+
+
+def test_options_a_data_set_does_not_use_are_refused_not_recorded():
+    with pytest.raises(ConfigError, match="data.step_ms: two-moons does not use it"):
+        ExperimentConfig(step_ms=5.0)
+    with pytest.raises(ConfigError, match="data.train_size: digits-dvs does not use it"):
+        ExperimentConfig(dataset="digits-dvs", train_size=50)
+    assert ExperimentConfig(data_dir="/data").data_dir is None  # a location, not a setting
+
+
+def test_a_flat_version_0_1_config_with_the_last_readout_still_opens():
+    config = ExperimentConfig.from_dict(
+        {"rule": "bayes", "learning": "end-to-end-output", "likelihood": "last-readout", "hidden": [8]}, saved=True
+    )
+    assert config.learning == "end-to-end" and config.likelihood == {"name": "last-readout"}
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "model.hidden="], "model.hidden needs at least 1 value"),
+        (["--set", "training.steps=5"], "training.steps: unknown option (it is data.steps)"),
+        (["--model", "conv", "--hidden", "5"], "model.hidden shapes an mlp"),
+        (["--set", "plugins=no_such_a,no_such_b"], "plugin 'no_such_a' cannot be imported"),
+    ],
+)
+def test_more_bad_configurations_give_one_line(tmp_path, capsys, argv, message):
+    assert message in one_line_error(capsys, "train", *argv, "--out", tmp_path / "run")
+
+
+def test_a_configuration_file_that_is_not_text_gives_one_line(tmp_path, capsys):
+    path = tmp_path / "run.toml"
+    path.write_bytes(b"\xff\xfe")
+    assert "is not UTF-8 text" in one_line_error(capsys, "train", "--config", path, "--out", tmp_path / "run")
+
+
+def test_resume_refuses_fewer_epochs_than_trained(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", *TINY, "--out", out)[0] == 0
+    before = (out / "config.json").read_text()
+    assert "has trained 2 epochs already" in one_line_error(capsys, "train", "--resume", "--epochs", "1", "--out", out)
+    assert (out / "config.json").read_text() == before
+
+
+def test_a_broken_entry_point_gives_one_line_for_every_command(tmp_path, capsys, monkeypatch):
+    from bisnn_pyro.config import REGISTRY
+
+    (tmp_path / "broken_parts.py").write_text("raise RuntimeError('half-installed')\n")
+    info = tmp_path / "broken_parts-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-parts\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bisnn_pyro.components]\nparts = broken_parts\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    REGISTRY.entry_points_loaded = False
+    assert "entry point parts (broken_parts)" in one_line_error(capsys, "datasets")
+
+
+def test_a_part_option_may_not_take_a_flag_another_option_has():
+    from bisnn_pyro.config import Option, register
+
+    with pytest.raises(ValueError, match="flag --temperature already sets guide.temperature"):
+        register("prior", "clashing", Option("temperature", float, 1.0, "t", flags=("--temperature",)))(lambda t: t)

@@ -85,7 +85,23 @@ class Registry:
             raise ValueError(
                 f"{component.kind} {component.name!r} is registered twice: in {known.module} and in {component.module}"
             )
+        for option in component.options:
+            for flag in option.flags:
+                owner = self.flag_owner(flag)
+                if owner not in (None, (component.kind, option.name)):
+                    raise ValueError(
+                        f"{component.kind} {component.name!r}: flag {flag} already sets {'.'.join(owner)}; "
+                        f"reach {component.kind}.{option.name} as --{component.kind}.{option.name}"
+                    )
         self.parts[component.kind][component.name] = component
+
+    def flag_owner(self, flag: str) -> tuple[str, str] | None:
+        """(kind, option) that the short flag ``flag`` sets among the parts registered so far."""
+        for kind, parts in self.parts.items():
+            for component in parts.values():
+                if any(flag in option.flags for option in component.options):
+                    return kind, next(o.name for o in component.options if flag in o.flags)
+        return None
 
     def names(self, kind: str) -> list[str]:
         self._load_entry_points()

@@ -8,9 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-
-class ConfigError(ValueError):
-    """A configuration value is out of range, of the wrong type, or unknown (one line)."""
+from ..errors import ConfigError
 
 
 class Text(str):
@@ -26,7 +24,8 @@ def closest(name: str, known: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class Option:
-    """One option: ``kind`` is int, float, str or bool (``many``: a list of them); ``optional``
+    """One option: ``kind`` is int, float, str or bool (``many``: a list of them, at least
+    ``min_items``); ``optional``
     allows None (a default taken from elsewhere, said in ``help``); ``choices`` (names, or a
     function giving them), ``check`` and ``expect`` (the range in words) bound its values;
     ``flags`` are short command-line spellings beside ``--<section>.<name>``."""
@@ -36,6 +35,7 @@ class Option:
     default: Any
     help: str
     many: bool = False
+    min_items: int = 0
     optional: bool = False
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None
     check: Callable[[Any], bool] | None = None
@@ -56,6 +56,8 @@ class Option:
             items = [Text(item) for item in value.replace(",", " ").split()] if isinstance(value, Text) else value
             if not isinstance(items, (list, tuple)):
                 raise ConfigError(f"{where} must be a list of {self.kind.__name__}, got {value!r}")
+            if len(items) < self.min_items:
+                raise ConfigError(f"{where} needs at least {self.min_items} value{'s' if self.min_items > 1 else ''}, got {value!r}")
             return [self._one(item, where) for item in items]
         return self._one(value, where)
 

@@ -49,7 +49,7 @@ SECTIONS: dict[str, tuple[Option, ...]] = {
     ),
     "model": (
         Option("network", str, "mlp", "dense (mlp) or convolutional network", choices=NETWORKS, flags=("--model",)),
-        Option("hidden", int, [256, 256], "mlp: hidden layer widths", many=True, **at_least(1), flags=("--hidden",)),
+        Option("hidden", int, [256, 256], "mlp: hidden layer widths", many=True, min_items=1, **at_least(1), flags=("--hidden",)),
         Option("conv_preset", str, "small", "conv: layers (small: 16, 32 ch; paper: 64, 128, 128 ch)",
                choices=tuple(sorted(CONV_PRESETS)), flags=("--conv-preset",)),
         Option("kernel_size", int, None, "conv: odd kernel size (default: the preset's)", optional=True,
@@ -83,6 +83,10 @@ SECTIONS: dict[str, tuple[Option, ...]] = {
         Option("device", str, "cpu", "cpu, cuda or cuda:N", flags=("--device",)),
     ),
 }
+def _option(section: str, name: str) -> Option:
+    return next(option for option in SECTIONS[section] if option.name == name)
+
+
 PLUGINS = Option("plugins", str, [], "modules that register parts of one's own", many=True, flags=("--plugin",))
 FLAT_NAMES = {option.name: section for section, options in SECTIONS.items() for option in options}
 
@@ -113,7 +117,8 @@ class ExperimentConfig:
         model = raw.get("model", {})
         if isinstance(model, dict) and model.get("learning") == "end-to-end-output":  # version 0.1's spelling
             raw["model"] = {**model, "learning": "end-to-end"}
-            raw["likelihood"] = overlay({"name": "decolle"}, {"readouts": "last", **raw.get("likelihood", {})})
+            if raw.get("likelihood", {}).get("name", "decolle") == "decolle":  # last-readout reads only the last
+                raw["likelihood"] = overlay({"name": "decolle"}, {"readouts": "last", **raw.get("likelihood", {})})
         for section, options in SECTIONS.items():
             settings = raw.get(section, {})
             if not isinstance(settings, dict):
@@ -121,7 +126,8 @@ class ExperimentConfig:
             names = [option.name for option in options]
             for key in settings:
                 if key not in names:
-                    raise ConfigError(f"{section}.{key}: unknown option{closest(key, names)}; [{section}] takes {', '.join(names)}")
+                    elsewhere = f" (it is {FLAT_NAMES[key]}.{key})" if key in FLAT_NAMES else closest(key, names)
+                    raise ConfigError(f"{section}.{key}: unknown option{elsewhere}; [{section}] takes {', '.join(names)}")
             for option in options:
                 where = f"{section}.{option.name}"
                 value = option.parse(settings[option.name], where) if option.name in settings else option.default
@@ -138,23 +144,37 @@ class ExperimentConfig:
         self.plugins = sorted(set(self.plugins) | {module for module in used if not module.startswith("bisnn_pyro.")})
 
     def _defaults_of_the_data_set(self) -> None:
+        """Fill the options left to the data set (recorded as such: none in ``to_dict``, so that a
+        configuration read back and given another data set takes that set's defaults)."""
         spec = SPECS[self.dataset]
-        if self.steps is None:
-            self.steps = spec.steps
-        if self.burn_in is None:
-            self.burn_in = spec.burn_in
-        if self.readout_gain is None:
-            self.readout_gain = spec.readout_gain
-        for name, value in zip(("tau_mem", "tau_syn", "tau_ref"), spec.time_constants):
-            if getattr(self, name) is None:
-                setattr(self, name, value)
+        defaults = {
+            "steps": spec.steps,
+            "burn_in": spec.burn_in,
+            "readout_gain": spec.readout_gain,
+            **dict(zip(("tau_mem", "tau_syn", "tau_ref"), spec.time_constants)),
+        }
+        self._of_the_data_set = {name for name in defaults if getattr(self, name) is None}
+        for name in self._of_the_data_set:
+            setattr(self, name, defaults[name])
 
     def _check(self) -> None:
+        spec = SPECS[self.dataset]
+        if "data_dir" not in spec.uses:
+            self.data_dir = None  # where data sets live, not a setting: one file serves every set
+        for option in SECTIONS["data"]:
+            if option.name not in (*spec.uses, "dataset") and getattr(self, option.name) != option.default:
+                raise ConfigError(
+                    f"data.{option.name}: {self.dataset} does not use it (its options: {', '.join(spec.uses)})"
+                )
         checks = [
             (self.burn_in < self.steps, f"data.burn_in must lie in [0, steps={self.steps}), got {self.burn_in}"),
             (
                 (not self.dense and self.kernel_size is None) or self.network == "conv",
                 "model.dense and model.kernel_size shape a conv network (--model conv); an mlp takes model.hidden",
+            ),
+            (
+                self.network == "mlp" or self.hidden == _option("model", "hidden").default,
+                "model.hidden shapes an mlp; a conv network takes model.conv_preset, model.kernel_size and model.dense",
             ),
         ]
         for ok, message in checks:
@@ -181,16 +201,16 @@ class ExperimentConfig:
 
     def replaced(self, **options: Any) -> "ExperimentConfig":
         """This configuration with the options named (by name, as keyword arguments) changed."""
-        values = self.to_dict()
-        for section, settings in sectioned(options, flat=True).items():
-            values[section] = settings if section == "plugins" else {**values.get(section, {}), **settings}
-        return ExperimentConfig(values)
+        return ExperimentConfig(merge(self.to_dict(), sectioned(options, flat=True)))
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as ``config.json`` records it: every section, resolved."""
         values: dict[str, Any] = {"plugins": list(self.plugins)}
         for section, options in SECTIONS.items():
-            values[section] = {option.name: getattr(self, option.name) for option in options}
+            values[section] = {
+                option.name: None if option.name in self._of_the_data_set else getattr(self, option.name)
+                for option in options
+            }
         values.update(self.parts)
         return values
 
@@ -210,6 +230,26 @@ class ExperimentConfig:
 
     def __repr__(self) -> str:
         return f"ExperimentConfig({self.to_dict()!r})"
+
+
+def merge(earlier: Mapping[str, Any], later: Mapping[str, Any]) -> dict[str, Any]:
+    """Two sectioned configurations, ``later`` winning: its options replace the earlier ones; a rule
+    it names replaces the parts named earlier (a rule is a preset of parts); a part it names other
+    than the earlier one drops the earlier part's options; plugins add up."""
+    merged = {key: dict(value) if isinstance(value, Mapping) else value for key, value in earlier.items()}
+    if "rule" in later.get("training", {}):
+        for kind in KINDS:
+            merged.pop(kind, None)
+    for key, value in later.items():
+        if key == "plugins":
+            merged["plugins"] = [*merged.get("plugins", []), *value]
+        elif key in KINDS and isinstance(value, Mapping):
+            merged[key] = overlay(merged.get(key), dict(value))
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def is_sectioned(values: Mapping[str, Any]) -> bool:
@@ -283,6 +323,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"no configuration file {path}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {error.start})") from None
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
     if path.suffix == ".json":

@@ -21,6 +21,7 @@ from .splits import stratified_test_mask
 from .two_moons import SpikeDataset
 
 SENSOR = 12  # pixels per side
+DIGITS = 1797  # images in scikit-learn's digits
 PAD = (SENSOR - 8) // 2
 EVENT_DTYPE = np.dtype([("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
 

@@ -13,9 +13,7 @@ import numpy as np
 import torch
 from tonic.transforms import ToFrame
 
-
-class DataError(ValueError):
-    """A data file or folder is missing, malformed or not what was expected."""
+from ..errors import DataError
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .digits_dvs import SENSOR, digits_dvs
+from .digits_dvs import DIGITS, SENSOR, digits_dvs
 from .events import DataError, EventFrames
 from .mnist_dvs import SENSOR_SIZE as DVS128, SOURCE as MNIST_DVS_SOURCE, MNISTDVS, find_files
 from .tonic_sets import GESTURE_SOURCE, NMNIST_SOURCE, dvs_gesture, nmnist
-from .two_moons import two_moons
+from .two_moons import NEURONS as MOONS_NEURONS, two_moons
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,17 @@ class DatasetSpec:
     pattern: str = "**/*.*"  # a file that shows the set is present, relative to folder
     time_constants: tuple[float, float, float] = (10.0, 6.0, 2.0)  # default LIF tau_mem, tau_syn, tau_ref (steps)
     readout_gain: float = 1.0  # default scale of the readout logits
+    features: tuple[int, ...] | None = None  # a frame's shape where there is no sensor
+    sequences: int | None = None  # recordings of a set generated in memory (None: as configured)
+    uses: tuple[str, ...] = ("steps", "burn_in", "step_ms", "downsample", "data_dir")  # its [data] options
+
+    def frame_shape(self, downsample: int | None = None) -> tuple[int, ...]:
+        """The shape of one step's input: (P, H, W) after down-sampling, or ``features``."""
+        if self.sensor is None:
+            return self.features
+        width, height, polarities = self.sensor
+        factor = downsample or self.downsample
+        return polarities, height // factor, width // factor
 
     def frames(self, steps: int, step_ms: float | None, downsample: int | None) -> EventFrames:
         return EventFrames(self.sensor, steps, 1000.0 * (step_ms or self.step_ms), downsample or self.downsample)
@@ -44,7 +55,14 @@ class DatasetSpec:
 
 SPECS = {
     "two-moons": DatasetSpec(
-        "two-moons", 2, 100, 10, "generated (seeded), BiSNN paper's toy task", "200 train / 1,000 test"
+        "two-moons",
+        2,
+        100,
+        10,
+        "generated (seeded), BiSNN paper's toy task",
+        "200 train / 1,000 test",
+        features=(2 * MOONS_NEURONS,),
+        uses=("steps", "burn_in", "train_size", "test_size", "data_seed"),
     ),
     "digits-dvs": DatasetSpec(
         "digits-dvs",
@@ -57,6 +75,8 @@ SPECS = {
         sensor=(SENSOR, SENSOR, 2),
         time_constants=(4.0, 2.0, 2.0),
         readout_gain=4.0,
+        sequences=DIGITS,
+        uses=("steps", "burn_in", "step_ms", "data_seed"),
     ),
     "mnist-dvs": DatasetSpec(
         "mnist-dvs",
@@ -70,6 +90,7 @@ SPECS = {
         downsample=4,
         folder=".",
         pattern="grabbed_data*/scale*/*.aedat",
+        uses=("steps", "burn_in", "step_ms", "downsample", "data_dir", "data_seed"),
     ),
     "dvs-gesture": DatasetSpec(
         "dvs-gesture",

@@ -12,6 +12,7 @@ from .encoding import bernoulli_spikes, raised_cosine_rates
 # Ranges covering both moons with noise 0.1; points outside are clamped onto the edge neurons.
 X_RANGE = (-1.5, 2.5)
 Y_RANGE = (-1.0, 1.5)
+NEURONS = 10  # encoding neurons per coordinate
 
 
 class SpikeDataset(NamedTuple):
@@ -39,7 +40,7 @@ def encode_points(
     points: torch.Tensor,
     steps: int,
     generator: torch.Generator,
-    neurons: int = 10,
+    neurons: int = NEURONS,
     max_rate: float = 0.5,
 ) -> torch.Tensor:
     """Spike trains (N, steps, 2 * neurons) for 2-D points."""
@@ -54,7 +55,7 @@ def two_moons(
     steps: int = 100,
     seed: int = 0,
     noise: float = 0.1,
-    neurons: int = 10,
+    neurons: int = NEURONS,
     max_rate: float = 0.5,
 ) -> SpikeDataset:
     """A seeded two-moons spike data set; use different seeds for training and test sets."""

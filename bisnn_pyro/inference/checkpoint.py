@@ -9,9 +9,7 @@ from typing import Any
 
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or not one of ours."""
+from ..errors import CheckpointError
 
 
 FORMAT = "bisnn-pyro-checkpoint-1"

@@ -1,17 +1,17 @@
 """Learning rules by name: presets of parts (prior, guide, likelihood, optimiser) with their options.
 
-========== ================ ========================= ================== ============================
-rule       prior            guide                     loss (the guide's) optimiser (lr)
-========== ================ ========================= ================== ============================
-bayes      binary           sign-bernoulli (relaxed)  mean-field         learning-rule (5e-4)
-bayes-adam binary           sign-bernoulli            mean-field         adam (5e-2)
-bayes-sf   binary           sign-bernoulli-exact      trace-graph        adam (5e-2)
-ste        binary           straight-through          trace              adam (1e-3)
-fp         gaussian         auto-delta                trace              adam (2e-2)
-fp-bayes   gaussian         auto-normal               mean-field         adam (1e-2)
-========== ================ ========================= ================== ============================
+========== ================ ========================= ================== =============
+rule       prior            guide                     loss (the guide's) optimiser
+========== ================ ========================= ================== =============
+bayes      binary           sign-bernoulli (relaxed)  mean-field         learning-rule
+bayes-adam binary           sign-bernoulli            mean-field         adam
+bayes-sf   binary           sign-bernoulli-exact      trace-graph        adam
+ste        binary           straight-through          trace              adam
+fp         gaussian         auto-delta                trace              adam
+fp-bayes   gaussian         auto-normal               mean-field         adam
+========== ================ ========================= ================== =============
 
-Every rule's likelihood is ``decolle``.  The parts are those of :mod:`.parts` (named as in a
+Every rule's likelihood is ``decolle``; the step sizes are in :data:`RULE_PRESETS`.  The parts are those of :mod:`.parts` (named as in a
 configuration file); the learning rule steps the natural parameters and hands any other
 parameter to its companion (Adam).  An option the rule's parts do not take is refused, so nothing
 given to a rule is silently ignored.
@@ -64,10 +64,6 @@ class Rule:
     loss: ELBO
     optim: PyroOptim
     parts: dict[str, dict[str, Any]]
-
-    @property
-    def lr(self) -> float:
-        return self.parts["optim"]["lr"]
 
 
 def make_rule(name: str, *, num_particles: int = 1, seed: int | None = None, **options: float | None) -> Rule:

@@ -34,12 +34,8 @@ from pyro.poutine.util import site_is_subsample
 from torch.distributions import Independent, constraints
 
 from ..adapters.pyro_internals import sample_attributes
+from ..errors import CompositionError
 from ..models.distributions import relaxed_sign_values, sign_values
-
-
-class CompositionError(ValueError):
-    """Parts that cannot be trained together (a guide that does not fit a prior, a loss that
-    would score what it must not, an engine that cannot run the parts)."""
 
 
 def latent_sites(model: Callable, *args, **kwargs) -> dict[str, dict]:

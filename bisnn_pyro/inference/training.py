@@ -32,6 +32,7 @@ from pyro.optim import PyroOptim
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
+from ..errors import TrainingDiverged
 from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
@@ -43,8 +44,6 @@ SCHEDULES = ("sequence", "online")
 ENGINES = ("auto", "svi", "direct", "fused")
 
 
-class TrainingDiverged(FloatingPointError):
-    """The ELBO became NaN or infinite."""
 
 
 def optimizer_state(optim: PyroOptim, module: torch.nn.Module) -> dict[str, Any]:

@@ -294,20 +294,13 @@ class ConvSpikingNet(DecolleNetwork):
         pools = [pool] * len(channels) if isinstance(pool, int) else list(pool)
         if len(pools) != len(channels) or min(pools) < 1:
             raise ValueError(f"pool must be one size >= 1 or one per convolution ({len(channels)}), got {pool}")
-        in_channels, height, width = input_shape
-        layers, shapes = [], []
-        for out_channels, size in zip(channels, pools):
-            layers.append(BinaryConv2d(in_channels, out_channels, kernel_size, bias=bias))
-            height, width = height // size, width // size
-            if height < 1 or width < 1:
-                raise ValueError(f"input {tuple(input_shape)} is too small for {len(channels)} pooling layers")
-            shapes.append((out_channels, height, width))
-            in_channels = out_channels
-        in_features = math.prod(shapes[-1])
-        for units in dense:
-            layers.append(BinaryLinear(in_features, units, bias=bias))
-            shapes.append((units,))
-            in_features = units
+        shapes = conv_output_shapes(input_shape, channels, pools, dense)
+        inputs = [tuple(input_shape), *shapes[:-1]]
+        layers = [
+            BinaryConv2d(before[0], after[0], kernel_size, bias=bias) if len(after) == 3
+            else BinaryLinear(math.prod(before), after[0], bias=bias)
+            for before, after in zip(inputs, shapes)
+        ]
         super().__init__(
             input_shape,
             layers,
@@ -321,6 +314,21 @@ class ConvSpikingNet(DecolleNetwork):
             readout_gain=readout_gain,
             time_loop=time_loop,
         )
+
+
+def conv_output_shapes(
+    input_shape: Sequence[int], channels: Sequence[int], pools: Sequence[int], dense: Sequence[int] = ()
+) -> list[tuple[int, ...]]:
+    """Each layer's output shape: (channels, H // pool, W // pool) per convolution ("same" padding,
+    then pooling), then (units,) per dense layer."""
+    _, height, width = input_shape
+    shapes: list[tuple[int, ...]] = []
+    for out_channels, size in zip(channels, pools):
+        height, width = height // size, width // size
+        if height < 1 or width < 1:
+            raise ValueError(f"input {tuple(input_shape)} is too small for {len(channels)} pooling layers")
+        shapes.append((out_channels, height, width))
+    return shapes + [(units,) for units in dense]
 
 
 CONV_PRESETS = {
