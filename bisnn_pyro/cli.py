@@ -172,7 +172,7 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
             raise ConfigError(
                 f"--resume continues the run as its config.json says; only --epochs may be given (got {', '.join(named)})"
             )
-        run = open_run(args.out)
+        run = open_run(args.out, write=True)
         epochs = getattr(args, "training.epochs", None)
         if epochs is not None:
             run.config = run.config.replaced(epochs=Text(epochs))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,14 @@ from .data import SpikeDataset
 from .data.events import DataError
 from .data.registry import SPECS, load_dataset
 from .inference import BayesianSNN, Trainer
-from .inference.checkpoint import CheckpointError
+from .errors import CheckpointError, one_line
+from .inference.checkpoint import load_checkpoint, remove_unfinished_writes
 from .inference.predict import check_mode, point_weights
 from .inference.rules import build as build_part, build_rule
 from .inference.sites import CompositionError
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
 from .models.snn import conv_output_shapes
+from .run_lock import RunLock
 from .sizing import FLOAT, prediction_bytes, require_memory, training_bytes
 
 __all__ = ["ConfigError", "ExperimentConfig", "Run", "create_run", "open_run"]
@@ -168,10 +171,17 @@ class Run:
     test: SpikeDataset
     bsnn: BayesianSNN
     trainer: Trainer
+    lock: RunLock | None = None  # held by the process that writes the folder
 
     @property
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_FILE
+
+    def close(self) -> None:
+        """Release the folder for other writers (the process's end does too)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def write_config(self) -> None:
         """Record the configuration in the run folder (``config.json``, a valid ``--config``)."""
@@ -179,11 +189,14 @@ class Run:
 
     def fit(self, epochs: int | None = None, progress: bool | None = None) -> list[dict]:
         """Train, recording per epoch the loss and, for sign posteriors, each layer's diagnostics."""
+        if self.lock is None:
+            raise RuntimeError(f"{self.directory} was opened for reading; open it with open_run(..., write=True) to train it")
         return self.trainer.fit(
             epochs or self.config.epochs,
             run_dir=self.directory,
             evaluate=lambda: {"posterior": posterior_diagnostics(self.bsnn)},
             progress=progress,
+            record={"run": {"label": self.config.label, "parts": self.config.parts, "config": self.config.fingerprint()}},
         )
 
     def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
@@ -230,22 +243,32 @@ class Run:
 
 
 def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
-    """A new run in ``directory``; refuses a folder that already holds a checkpoint."""
+    """A new run in ``directory``, locked for this process's writes; refuses a folder that already
+    holds a run, or that another process is writing."""
     directory = Path(directory)
-    if (directory / CHECKPOINT_FILE).exists():
-        raise ConfigError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
+    _refuse_a_run_in(directory)
     train, test = load_data(config)
     bsnn, trainer = build(config, train)
     directory.mkdir(parents=True, exist_ok=True)
-    run = Run(directory, config, train, test, bsnn, trainer)
+    lock = RunLock(directory)
+    _refuse_a_run_in(directory)  # again: another process may have made one meanwhile
+    remove_unfinished_writes(directory / CHECKPOINT_FILE)
+    run = Run(directory, config, train, test, bsnn, trainer, lock)
     run.write_config()
     (directory / METRICS_FILE).unlink(missing_ok=True)
     return run
 
 
-def open_run(directory: str | Path, device: str | None = None) -> Run:
+def _refuse_a_run_in(directory: Path) -> None:
+    if (directory / CHECKPOINT_FILE).exists():
+        raise ConfigError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
+
+
+def open_run(directory: str | Path, device: str | None = None, *, write: bool = False) -> Run:
     """Rebuild a run from its folder and load its latest checkpoint (onto ``device`` if given,
-    else the device it was trained on)."""
+    else the device it was trained on).  ``write``: to train it further, holding its lock; the
+    metrics are brought in line with the checkpoint (lines of epochs after it dropped, its own
+    restored), and writes a killed process left unfinished are removed."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
@@ -254,15 +277,46 @@ def open_run(directory: str | Path, device: str | None = None) -> Run:
         )
     if not config_path.is_file():
         raise ConfigError(f"no {CONFIG_FILE} in {directory}: not a bisnn-pyro run folder")
+    lock = RunLock(directory) if write else None
     config = ExperimentConfig.from_dict(read_config_file(config_path), saved=True)
     if device is not None:
         config = config.replaced(device=device)
     train, test = load_data(config)
     bsnn, trainer = build(config, train)
-    run = Run(directory, config, train, test, bsnn, trainer)
+    run = Run(directory, config, train, test, bsnn, trainer, lock)
+    if write:
+        remove_unfinished_writes(run.checkpoint)
+    state = load_checkpoint(run.checkpoint)
+    recorded = state.get("run", {})
+    if recorded and recorded.get("config") != config.fingerprint():
+        raise CheckpointError(
+            f"checkpoint {run.checkpoint} belongs to another configuration ({recorded.get('label')}) than its "
+            f"folder's {CONFIG_FILE} ({config.label})"
+        )
     try:
-        trainer.resume(run.checkpoint)
+        trainer.load_state_dict(state)
     except (KeyError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {run.checkpoint} does not match {CONFIG_FILE}: {reason}") from None
+        raise CheckpointError(f"checkpoint {run.checkpoint} does not match {CONFIG_FILE}: {one_line(error)}") from None
+    if write:
+        _settle_metrics(directory / METRICS_FILE, trainer.epoch, state.get("metrics"))
     return run
+
+
+def _settle_metrics(path: Path, epoch: int, last: dict | None) -> None:
+    """``metrics.jsonl`` with one line per epoch up to ``epoch``, the checkpoint's: lines a killed
+    run wrote after its last checkpoint (or half wrote) dropped, the checkpoint's own line
+    (``last``) restored where a kill lost it."""
+    records: dict[int, dict] = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
+            records.setdefault(record["epoch"], record)
+    if last is not None and last.get("epoch") == epoch:
+        records.setdefault(epoch, last)
+    text = "".join(json.dumps(records[e]) + "\n" for e in sorted(records))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -53,10 +53,10 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--temperature", "0"], "guide.temperature must be a finite number > 0, got 0.0"),
-        (["train", "--temperature", "-1"], "guide.temperature must be a finite number > 0"),
-        (["train", "--prior-p", "1.0"], "prior.p must be a number in (0, 1), got 1.0"),
-        (["train", "--prior-p", "0"], "prior.p must be a number in (0, 1)"),
+        (["train", "--temperature", "0"], "guide.temperature must be a number in [0.01, 100]"),
+        (["train", "--temperature", "-1"], "guide.temperature must be a number in [0.01, 100]"),
+        (["train", "--prior-p", "1.0"], "prior.p must be a number in [1e-06, 0.999999]"),
+        (["train", "--prior-p", "0"], "prior.p must be a number in [1e-06, 0.999999]"),
         (["train", "--samples", "0"], "training.samples must be an integer >= 1"),
         (["train", "--epochs", "0"], "training.epochs must be an integer >= 1"),
         (["train", "--lr", "-0.1"], "optim.lr must be a finite number > 0"),

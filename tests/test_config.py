@@ -186,8 +186,8 @@ def test_a_plugin_trains_evaluates_and_reports_and_is_needed_to_reopen(tmp_path,
     assert "dale + learned-temperature + decolle + learning-rule" in printed
     config = json.loads((out / "config.json").read_text())
     assert config["plugins"] == [module] and config["prior"] == {"name": "dale", "a": 0.8}
-    code, printed, _ = run_cli(capsys, "evaluate", out, "--json")
-    assert code == 0 and json.loads(printed)["n"] == 60
+    code, printed, err = run_cli(capsys, "evaluate", out, "--json")
+    assert code == 0 and json.loads(printed)["n"] == 60, err
     code, printed, err = run_cli(capsys, "report", out, "--out", tmp_path / "report", "--samples", "3", "--grid", "4",
                                  "--quiet")
     assert code == 0, err
@@ -214,7 +214,7 @@ def test_a_plugin_trains_evaluates_and_reports_and_is_needed_to_reopen(tmp_path,
         ('[prior]\nname = "binery"', "prior.name: unknown prior 'binery' (did you mean 'binary'?)"),
         ('[prior]\nname = "binary"\nq = 0.3', "prior.q: prior 'binary' has no option 'q'"),
         ('[prior]\nname = "beta-binary"\nper = "row"', "prior.per: unknown value 'row'"),
-        ('[guide]\ntemperature = 0', "guide.temperature must be a finite number > 0, got 0.0"),
+        ('[guide]\ntemperature = 0', "guide.temperature must be a number in [0.01, 100]"),
         ('[data]\ndataset = "imagenet"', "data.dataset: unknown value 'imagenet'"),
         ('plugins = ["no_such_module_here"]', "plugin 'no_such_module_here' cannot be imported"),
         ("[model]\nhidden = 12", "model.hidden must be a list of int, got 12"),

@@ -33,7 +33,8 @@ def test_resume_on_the_device_continues_exactly(tmp_path):
     straight.fit(progress=False)
     half = create_run(ExperimentConfig(**{**config, "epochs": 1}), tmp_path / "half")
     half.fit(progress=False)
-    resumed = open_run(tmp_path / "half", device=DEVICE)
+    half.close()
+    resumed = open_run(tmp_path / "half", device=DEVICE, write=True)
     resumed.fit(2, progress=False)
     for (name, a), (_, b) in zip(straight.bsnn.state_dict().items(), resumed.bsnn.state_dict().items()):
         assert torch.equal(a, b), name

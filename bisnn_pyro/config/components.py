@@ -149,6 +149,8 @@ def load_plugins(modules: list[str]) -> None:
         try:
             importlib.import_module(module)
         except ImportError as error:
+            if error.name and error.name != module and not module.startswith(f"{error.name}."):
+                raise ConfigError(f"plugin {module!r} needs {error.name!r}, which cannot be imported ({error})") from None
             raise ConfigError(
                 f"plugin {module!r} cannot be imported ({error}); install it or put it on PYTHONPATH"
             ) from None
@@ -166,7 +168,7 @@ def resolve_part(kind: str, spec: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name must be a string, got {name!r}")
     component = REGISTRY.get(kind, name, f"{where}.name")
-    resolved: dict[str, Any] = {"name": name}
+    resolved: dict[str, Any] = {"name": str(name)}  # a plain string, whatever it was read from
     for key, value in spec.items():
         if key != "name":
             resolved[key] = component.option(key, where).parse(value, f"{where}.{key}")

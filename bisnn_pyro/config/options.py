@@ -138,8 +138,9 @@ def non_negative() -> dict:
     return {"check": lambda v: v >= 0 and math.isfinite(v), "expect": "a finite number >= 0"}
 
 
-def open_unit() -> dict:
-    return {"check": lambda v: 0 < v < 1, "expect": "in (0, 1)"}
+def between(low: float, high: float, why: str = "") -> dict:
+    """A number in [low, high]; ``why`` says what lies outside."""
+    return {"check": lambda v: low <= v <= high, "expect": f"in [{low:g}, {high:g}]{f' ({why})' if why else ''}"}
 
 
 def unit_interval_right_open() -> dict:

@@ -10,6 +10,7 @@ records in ``config.json``, which reads back as a configuration that rebuilds th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -88,6 +89,7 @@ def _option(section: str, name: str) -> Option:
 
 
 PLUGINS = Option("plugins", str, [], "modules that register parts of one's own", many=True, flags=("--plugin",))
+MAY_CHANGE = ("epochs", "device", "samples")  # [training] options that may differ between a run's sessions
 FLAT_NAMES = {option.name: section for section, options in SECTIONS.items() for option in options}
 
 
@@ -182,6 +184,14 @@ class ExperimentConfig:
                 raise ConfigError(message)
         check_device(self.device)
 
+    def fingerprint(self) -> str:
+        """A hash of everything that shapes the run's model and training (not the epochs, which a
+        resume may raise, nor the device or ensemble size of an evaluation)."""
+        values = self.to_dict()
+        for name in MAY_CHANGE:
+            values["training"].pop(name)
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
     def validate(self) -> "ExperimentConfig":
         """Itself: a configuration is checked when it is made."""
         return self
@@ -269,6 +279,8 @@ def sectioned(values: Mapping[str, Any], flat: bool = False) -> dict[str, Any]:
             raw["plugins"] = value
         elif key in (*SECTIONS, *KINDS) and isinstance(value, Mapping):
             raw[key] = {**raw.get(key, {}), **value}
+        elif key in (*SECTIONS, *KINDS) and key not in ("model", "likelihood"):
+            raise ConfigError(f"[{key}] must be a table of options, got {value!r}")
         elif key == "model":
             raw.setdefault("model", {})["network"] = value
         elif key == "likelihood":

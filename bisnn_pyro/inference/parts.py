@@ -11,15 +11,18 @@ from pyro.infer import Trace_ELBO, TraceGraph_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoNormal, init_to_sample
 
 from ..config.components import register
-from ..config.options import Option, non_negative, open_unit, positive, unit_interval_right_open
+from ..config.options import Option, between, non_negative, positive, unit_interval_right_open
 from ..models.likelihoods import LastReadoutCategorical, ReadoutCategorical
 from ..models.priors import BetaBinaryPrior, BinaryPrior, GaussianPrior, RelaxedBinaryPrior
 from .elbo import MeanFieldELBO
 from .guides import SignBernoulliGuide, StraightThroughGuide
 from .optim import DEFAULT_COMPANION_LR, BayesianLearningRule
 
-P = Option("p", float, 0.5, "prior P(w = +1)", **open_unit(), flags=("--prior-p",))
-TEMPERATURE = Option("temperature", float, 0.5, "relaxation temperature tau", **positive(), flags=("--temperature",))
+P = Option("p", float, 0.5, "prior P(w = +1)", **between(1e-6, 1 - 1e-6, "a prior this sure leaves nothing to learn"),
+           flags=("--prior-p",))
+RELAXED = "below it relaxed draws are +-1 and carry no gradient; above it they carry no sign"
+TEMPERATURE = Option("temperature", float, 0.5, "relaxation temperature tau", **between(0.01, 100, RELAXED),
+                     flags=("--temperature",))
 INIT_SCALE = Option("init_scale", float, 0.1, "scale of the guide's random initial values", **non_negative(), flags=("--init-scale",))
 
 
@@ -29,7 +32,7 @@ def binary(p):
     return BinaryPrior(p)
 
 
-@register("prior", "relaxed", P, Option("temperature", float, 1.0, "the relaxation's temperature", **positive()))
+@register("prior", "relaxed", P, Option("temperature", float, 1.0, "the relaxation's temperature", **between(0.01, 100, RELAXED)))
 def relaxed(p, temperature):
     """The binary prior's concrete relaxation (a Monte-Carlo KL)."""
     return RelaxedBinaryPrior(p, temperature=temperature)

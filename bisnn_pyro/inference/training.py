@@ -236,9 +236,11 @@ class Trainer:
         run_dir: str | Path | None = None,
         evaluate: Callable[[], dict[str, float]] | None = None,
         progress: bool | None = None,
+        record: dict[str, Any] | None = None,
     ) -> list[dict[str, float]]:
-        """Train until ``epochs`` epochs in total; with ``run_dir``, append each epoch's metrics to
-        ``metrics.jsonl`` and save ``checkpoint.pt`` after every epoch."""
+        """Train until ``epochs`` epochs in total; with ``run_dir``, save ``checkpoint.pt`` (with
+        ``record`` and the epoch's metrics in it) after every epoch, then append the metrics to
+        ``metrics.jsonl`` (a resume restores a line a kill between the two lost)."""
         history = []
         bar = tqdm(
             range(self.epoch, epochs),
@@ -247,14 +249,14 @@ class Trainer:
             disable=None if progress is None else not progress,
         )
         for _ in bar:
-            record = self.run_epoch()
+            metrics = self.run_epoch()
             if evaluate is not None:
-                record.update(evaluate())
-            history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4g}")
+                metrics.update(evaluate())
+            history.append(metrics)
+            bar.set_postfix(loss=f"{metrics['loss']:.4g}")
             if run_dir is not None:
                 run_dir = Path(run_dir)
+                save_checkpoint(run_dir / "checkpoint.pt", {**self.state_dict(), **(record or {}), "metrics": metrics})
                 with open(run_dir / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                save_checkpoint(run_dir / "checkpoint.pt", self.state_dict())
+                    handle.write(json.dumps(metrics) + "\n")
         return history
