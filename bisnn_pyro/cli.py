@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from .analysis.health import chance_warnings, loss_warnings
 from .config.components import KINDS, REGISTRY, load_plugins, part, part_flags
 from . import __version__
 from .config.options import ConfigError, Text
@@ -188,10 +189,16 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
     seconds = time.perf_counter() - start
     point = part("guide", run.config.guide).point_estimate
     modes = ["map"] if point else ["ensemble", "map"]
-    scores = [_format(run.evaluate(mode)) for mode in modes]
+    scores = [run.evaluate(mode) for mode in modes]
     epochs = run.trainer.epoch
     header = f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
-    print(f"{header} -> {run.directory}: " + "; ".join(scores))
+    print(f"{header} -> {run.directory}: " + "; ".join(_format(s) for s in scores))
+    classes, best = SPECS[run.config.dataset].classes, max(scores, key=lambda s: s["accuracy"])
+    for warning in [
+        *loss_warnings([record["loss"] for record in run.metrics()]),
+        *chance_warnings(best["accuracy"], classes, best["n"], f"{best['mode']} accuracy"),
+    ]:
+        print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:

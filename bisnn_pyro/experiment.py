@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyro
 import torch
 from torch.utils.data import DataLoader
 
@@ -28,7 +27,8 @@ from .inference import BayesianSNN, Trainer
 from .errors import CheckpointError, one_line
 from .inference.checkpoint import load_checkpoint, remove_unfinished_writes
 from .inference.predict import check_mode, point_weights
-from .inference.rules import build as build_part, build_rule
+from .inference.random_stream import RandomStream
+from .inference.rules import Rule, build as build_part, build_rule
 from .inference.sites import CompositionError
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
 from .models.snn import conv_output_shapes
@@ -130,17 +130,9 @@ def check_training_memory(config: ExperimentConfig, frame_shape: tuple[int, ...]
 
 def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
     """The model of ``config`` with its parts, and a trainer ready for epoch 1."""
-    pyro.set_rng_seed(config.seed)
-    parts = config.parts
-    rule = build_rule(config.label, parts, num_particles=config.particles, seed=config.seed, loss=config.loss)
-    example, size = _example(train)
-    check_training_memory(config, tuple(example.shape[2:]), example.shape[1])
-    net = build_network(config, tuple(example.shape[2:]))
-    likelihood = build_part(parts, "likelihood", num_data=size, burn_in=config.burn_in)
-    try:
-        bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
-    except CompositionError as error:
-        raise ConfigError(str(error)) from None
+    draws = RandomStream(config.seed, config.device)
+    with draws:  # the guide's initial values, then the training's draws
+        bsnn, rule = _build_model(config, train)
     bsnn.to(config.device)
     in_memory = isinstance(train, SpikeDataset)
     try:
@@ -155,10 +147,25 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
             seed=config.seed,
             engine=config.engine,
             device=config.device,
+            draws=draws,
         )
     except CompositionError as error:  # parts or an engine that cannot run this configuration say why
         raise ConfigError(f"--engine {config.engine}: {error}" if config.engine != "auto" else str(error)) from None
     return bsnn, trainer
+
+
+def _build_model(config: ExperimentConfig, train) -> tuple[BayesianSNN, Rule]:
+    parts = config.parts
+    rule = build_rule(config.label, parts, num_particles=config.particles, seed=config.seed, loss=config.loss)
+    example, size = _example(train)
+    check_training_memory(config, tuple(example.shape[2:]), example.shape[1])
+    net = build_network(config, tuple(example.shape[2:]))
+    likelihood = build_part(parts, "likelihood", num_data=size, burn_in=config.burn_in)
+    try:
+        bsnn = BayesianSNN(net, rule.prior, likelihood, rule.guide, kl_weight=config.kl_weight).setup(example)
+    except CompositionError as error:
+        raise ConfigError(str(error)) from None
+    return bsnn, rule
 
 
 @dataclass
@@ -182,6 +189,11 @@ class Run:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``, one per epoch trained."""
+        path = self.directory / METRICS_FILE
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
     def write_config(self) -> None:
         """Record the configuration in the run folder (``config.json``, a valid ``--config``)."""
@@ -214,6 +226,10 @@ class Run:
         """Per-draw class probabilities (K, N, C) on the test set and its labels; one set of draws
         serves every batch of a test set read from files."""
         self.check_prediction_memory(samples if mode == "ensemble" else 1, batch_size)
+        with self.trainer.draws.forked():  # the draws the run would make next; training's stay its own
+            return self._test_predictions(mode, samples, batch_size)
+
+    def _test_predictions(self, mode: str, samples: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(self.test, SpikeDataset):
             return self.bsnn.predictive_probs(self.test.x, mode, samples), self.test.y
         example, _ = _example(self.test)
@@ -226,7 +242,6 @@ class Run:
             probs.append(self.bsnn.likelihood.probs(self.bsnn.readouts_with(weights, xb)))
             labels.append(yb)
         return torch.cat(probs, dim=1), torch.cat(labels)
-
 
     def check_prediction_memory(self, samples: int, batch_size: int = 500, points: int | None = None) -> None:
         """Refuse, in one line, ``samples`` weight draws predicting ``points`` sequences (default: the

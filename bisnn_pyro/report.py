@@ -19,7 +19,7 @@ from .analysis.inference_data import build_inference_data, site_layout
 from .analysis.metrics import auroc, mutual_information, predictive_entropy, summary
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
 from .data import SpikeDataset
-from .experiment import METRICS_FILE, ConfigError, Run, open_run
+from .experiment import ConfigError, Run, open_run
 from .config.components import part
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_loo", "elpd_waic")
@@ -63,7 +63,13 @@ def two_moons_grid(resolution: int, steps: int, seed: int = 0):
 
 
 def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
-    """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``."""
+    """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``
+    (drawing what the run would draw next)."""
+    with run.trainer.draws.forked():
+        return _report_run(run, name, out, samples, resolution)
+
+
+def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
     bsnn, test, rule = run.bsnn, run.test, run.config.label
     if not isinstance(test, SpikeDataset):
         raise ConfigError(f"{name}: the report needs a test set held in memory (two-moons, digits-dvs)")
@@ -113,8 +119,7 @@ def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) ->
     facts: dict = {"draws": draws}
     if run.config.dataset == "two-moons":
         facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution))
-    history = [json.loads(line) for line in (run.directory / METRICS_FILE).read_text().splitlines() if line.strip()]
-    history = [record for record in history if record.get("posterior")]
+    history = [record for record in run.metrics() if record.get("posterior")]
     if history:
         plots.posterior_histograms(history, folder / "posterior.png", name)
     return RunReport(name, rows, facts, idata)

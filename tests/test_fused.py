@@ -12,6 +12,7 @@ from bisnn_pyro.experiment import ConfigError, ExperimentConfig, build, load_dat
 from bisnn_pyro.inference import fused_kernels
 from bisnn_pyro.inference.checkpoint import load_checkpoint, save_checkpoint
 from bisnn_pyro.inference.fused import FusedOnline, unsupported_reason
+from bisnn_pyro.inference.random_stream import RandomStream
 
 STEPS, BURN_IN, N = 7, 2, 12
 
@@ -78,7 +79,7 @@ def test_fused_sequences_equal_direct_engine_with_same_uniforms(monkeypatch, opt
     assert (fused.engine, direct.engine) == ("fused", "direct")
     for epoch in range(2):  # the second epoch starts from moved parameters and optimiser states
         uniforms = _fused_uniforms(fused_model, 10 + epoch, STEPS)
-        torch.manual_seed(10 + epoch)
+        fused.draws = RandomStream(10 + epoch)  # the stream whose uniforms were just replayed
         fused_loss = fused.run_epoch()["loss"]
         with monkeypatch.context() as patch:
             patch.setattr(torch, "rand", _replaying_rand(uniforms))

@@ -8,6 +8,7 @@ from pyro.infer import SVI, TraceGraph_ELBO
 from pyro.nn import PyroModule, PyroSample
 from torch.distributions import kl_divergence
 
+from bisnn_pyro.errors import TrainingDiverged
 from bisnn_pyro.inference import BayesianLearningRule, MeanFieldELBO, NaturalGradientSign, SignBernoulliGuide
 from bisnn_pyro.models import SignBernoulli
 from bisnn_pyro.models.distributions import sign_fisher
@@ -36,12 +37,21 @@ def test_one_step_equals_the_papers_closed_form():
 
 def test_preconditioner_is_guarded_against_overflow():
     lam = torch.tensor([50.0, -50.0, 9.5, 0.0], requires_grad=True)
-    lam.grad = torch.tensor([1e30, -1e30, float("inf"), 1.0])
+    lam.grad = torch.tensor([1e30, -1e30, 3e38, 1.0])
     optimizer = NaturalGradientSign([lam], lr=1.0, max_natural=10.0)
     for _ in range(3):
         optimizer.step()
     assert torch.isfinite(lam).all()
     assert lam.abs().max() <= 10.0
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_gradient_that_is_not_finite_stops_the_rule_rather_than_being_stepped_on(bad):
+    lam = torch.tensor([0.5, -0.5], requires_grad=True)
+    lam.grad = torch.tensor([bad, 1.0])
+    with pytest.raises(TrainingDiverged, match="is not finite"):
+        NaturalGradientSign([lam], lr=1.0).step()
+    assert torch.equal(lam.detach(), torch.tensor([0.5, -0.5]))
 
 
 def test_fisher_is_accurate_where_it_is_small():

@@ -28,6 +28,7 @@ import torch
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
+from ..errors import TrainingDiverged
 from ..models.distributions import SignBernoulli, log_two_cosh
 from ..models.layers import BinaryLinear
 from ..models.likelihoods import ReadoutCategorical
@@ -81,8 +82,8 @@ def unsupported_reason(bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO) -> str:
 class _Layer:
     """One layer's parameters and work buffers, with flat numpy views of them for the kernels."""
 
-    def __init__(self, natural: torch.Tensor, readout: torch.Tensor, gain: float, scale: float):
-        self.natural = natural
+    def __init__(self, name: str, natural: torch.Tensor, readout: torch.Tensor, gain: float, scale: float):
+        self.name, self.natural = name, natural
         self.readout = readout.detach().contiguous().numpy()
         self.gain, self.scale = np.float32(gain), np.float32(scale)
         self.weight = torch.empty_like(natural)
@@ -132,7 +133,8 @@ class FusedOnline:
         net, naturals, priors = self.bsnn.net, self.bsnn.guide.natural(), self.bsnn.prior_distributions()
         layers = []
         for index, (layer, name) in enumerate(zip(net.layers, self.bsnn.sites.layer_weights)):
-            made = _Layer(naturals[name], getattr(net, f"readout_{index}"), net.readout_scales[index], layer.scale)
+            readout = getattr(net, f"readout_{index}")
+            made = _Layer(name, naturals[name], readout, net.readout_scales[index], layer.scale)
             made.set_prior(getattr(priors[name], "base_dist", priors[name]).natural)
             layers.append(made)
         return layers
@@ -170,11 +172,11 @@ class FusedOnline:
             scratch = np.empty(layer.natural.shape, np.float32)
             return lambda: kernel(*hyper, scratch, True, layer.kl, layer.row)
 
-        def step() -> None:
+        def step() -> int:
             fresh = "momentum_buffer" not in state
             if fresh:
                 state["momentum_buffer"] = torch.empty_like(layer.natural)
-            kernel(*hyper, state["momentum_buffer"].numpy(), fresh, layer.kl, layer.row)
+            return kernel(*hyper, state["momentum_buffer"].numpy(), fresh, layer.kl, layer.row)
 
         return step
 
@@ -218,7 +220,10 @@ class FusedOnline:
                 log_likelihood = k.readout_loss(
                     layer.s, layer.window, layer.readout, layer.gain, labels, data_scale, layer.grad_potential, logits
                 )
-                step()
+                if step():
+                    raise TrainingDiverged(
+                        f"the gradient of the natural parameters of {layer.name} is not finite at step {t} (the loss overflowed)"
+                    )
                 divergence = float(layer.kl.sum()) + layer.prior_normalizer
                 total += kl_coef * divergence - log_likelihood
         return total

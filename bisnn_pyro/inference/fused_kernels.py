@@ -26,6 +26,21 @@ _JIT = dict(cache=True, error_model="numpy")  # numpy's error model: no zero-div
 _CONTRACT = dict(_JIT, fastmath={"contract"})  # decay * trace + inflow as one multiply-add, as in recurrences
 
 
+def _njit(**options):
+    """``numba.njit`` keeping compiled kernels on disk where numba finds a writable place for them,
+    and compiling them afresh in each process where it does not (a read-only installation)."""
+
+    def decorate(function):
+        try:
+            return numba.njit(**options)(function)
+        except RuntimeError as error:  # numba: "cannot cache function ...: no locator available"
+            if "cannot cache" not in str(error):
+                raise
+            return numba.njit(**{**options, "cache": False})(function)
+
+    return decorate
+
+
 @intrinsic
 def _float_bits(typingctx, x):
     """The bits of a float32 as an int32."""
@@ -46,7 +61,7 @@ def _bits_float(typingctx, x):
     return types.float32(types.int32), codegen
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def exp32(x):
     """e**x in float32 for x clamped to [-87, 88] (normal results)."""
     x = min(max(x, float32(-87.0)), float32(88.0))
@@ -63,7 +78,7 @@ def exp32(x):
     return p * _bits_float(int32((int32(n) + int32(127)) << int32(23)))
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def log32(x):
     """log x in float32 for positive normal x."""
     bits = _float_bits(x)
@@ -92,7 +107,7 @@ def log32(x):
 _GAMMA, _MIX1, _MIX2 = uint64(0x9E3779B97F4A7C15), uint64(0xBF58476D1CE4E5B9), uint64(0x94D049BB133111EB)
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def uniform32(key, counter):
     """A uniform float32 in (0, 1), never 0 or 1: the top 24 bits of SplitMix64's output number
     ``counter`` + 1 from seed ``key``, plus one half."""
@@ -103,35 +118,35 @@ def uniform32(key, counter):
     return (float32(z >> uint64(40)) + float32(0.5)) * float32(5.9604644775390625e-08)
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def _relaxed_sign(natural, u, inv_temperature):
     """tanh((lam + logit(u) / 2) / tau), as 2 sigmoid((2 lam + logit u) / tau) - 1."""
     z = (float32(2.0) * natural + log32(u / (float32(1.0) - u))) * inv_temperature
     return float32(2.0) / (float32(1.0) + exp32(-z)) - float32(1.0)
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def uniforms(key, first, out):
     """``out[i]`` = uniform number ``first + i`` of ``key`` (for tests and users who want the stream)."""
     for i in range(out.size):
         out[i] = uniform32(key, first + uint64(i))
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def exp32_array(x, out):
     """out = exp32(x) element-wise (for tests)."""
     for i in range(x.size):
         out[i] = exp32(x[i])
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def log32_array(x, out):
     """out = log32(x) element-wise (for tests)."""
     for i in range(x.size):
         out[i] = log32(x[i])
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def draw(natural, key, first, inv_temperature, scale, weight):
     """weight = scale * relaxed sign of every natural parameter, from uniforms first, first + 1, ..."""
     for i in range(natural.size):
@@ -139,7 +154,7 @@ def draw(natural, key, first, inv_temperature, scale, weight):
         weight[i] = scale * _relaxed_sign(natural[i], u, inv_temperature)
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def draw_reciprocal_temperature(natural, key, first, inv_temperature, scale, weight):
     """:func:`draw` for tau = 1 or 1/2 (``inv_temperature`` 1 or 2), without a logarithm:
     2 sigmoid((2 lam + logit u) / tau) - 1 = 2 / (1 + exp(-2 lam / tau) ((1 - u) / u)**(1 / tau)) - 1,
@@ -152,7 +167,7 @@ def draw_reciprocal_temperature(natural, key, first, inv_temperature, scale, wei
         weight[i] = scale * (float32(2.0) / (float32(1.0) + e) - float32(1.0))
 
 
-@numba.njit(**_CONTRACT)
+@_njit(**_CONTRACT)
 def advance_traces(p, q, r, s, inputs, a, b, c):
     """P = a P + Q and Q = b Q + inputs (the input's shape); R = c R + S (the output's)."""
     for i in range(p.size):
@@ -162,7 +177,7 @@ def advance_traces(p, q, r, s, inputs, a, b, c):
         r[i] = r[i] * c + s[i]
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def fire(potential, r, s, threshold, width, window):
     """potential = drive - R in place, spikes s = potential > threshold, and the boxcar surrogate's
     window: 1 where -width < potential - threshold < width."""
@@ -174,7 +189,7 @@ def fire(potential, r, s, threshold, width, window):
         window[i] = float32(1.0) if (d > -width) and (d < width) else float32(0.0)
 
 
-@numba.njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+@_njit(**dict(_JIT, fastmath={"contract", "reassoc"}))
 def readout_loss(spikes, window, readout, gain, labels, data_scale, grad_potential, logits):
     """Categorical log-likelihood of the labels under the readout logits gain * readout @ spikes,
     times data_scale (returned), and the gradient of its negative with respect to the potential,
@@ -210,7 +225,7 @@ def readout_loss(spikes, window, readout, gain, labels, data_scale, grad_potenti
     return total * data_scale
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def _preconditioned(lam, grad_weight, weight, scale_squared, slope_scale, prior, kl_coef, min_fisher):
     """(natural gradient g / max(F, min_fisher), this weight's KL without the prior's normaliser),
     g = grad_weight * slope + kl_coef F (lam - lam_p), F = 1 - tanh(lam)**2.  The draw's slope
@@ -223,11 +238,10 @@ def _preconditioned(lam, grad_weight, weight, scale_squared, slope_scale, prior,
     mean = (float32(1.0) - float32(2.0) * s) * (float32(1.0) if lam >= float32(0.0) else float32(-1.0))
     kl = log32(float32(1.0) - s) - float32(2.0) * s * magnitude - mean * prior
     g = grad_weight * (scale_squared - weight * weight) * slope_scale + kl_coef * fisher * (lam - prior)
-    g = g if np.isfinite(g) else float32(0.0)
     return g / max(fisher, min_fisher), kl
 
 
-@numba.njit(inline="always", **_JIT)
+@_njit(inline="always", **_JIT)
 def _row_gradient(grad_potential, traces, o, row):
     """row = d(-log-likelihood) / d weight[o, :] = sum over the batch of grad_potential[n, o] traces[n, :],
     skipping the zeros the boxcar window leaves (most of them)."""
@@ -240,7 +254,7 @@ def _row_gradient(grad_potential, traces, o, row):
                 row[i] += g * traces[n, i]
 
 
-@numba.njit(**_JIT)
+@_njit(**_JIT)
 def natural_gradient_step(
     natural,
     grad_potential,
@@ -269,8 +283,10 @@ def natural_gradient_step(
     :func:`_preconditioned`, and lam <- clamp(lam - lr buffer, +-max_natural).  Writes each weight's
     tanh(lam) lam - log 2cosh(lam) - tanh(lam) lam_p (its KL without the prior's normaliser), at the
     parameters before the step, into ``kl``; ``row`` is an (inputs,) scratch buffer.  (``fresh`` is
-    a selection, not a branch around the momentum: a branch would keep LLVM from vectorising.)"""
+    a selection, not a branch around the momentum: a branch would keep LLVM from vectorising.)
+    Returns how many gradients were not finite (those weights are not stepped)."""
     outputs, inputs = natural.shape
+    not_finite = 0
     for o in range(outputs):
         _row_gradient(grad_potential, traces, o, row)
         for i in range(inputs):
@@ -278,6 +294,10 @@ def natural_gradient_step(
             g, kl[o, i] = _preconditioned(
                 lam, row[i], weight[o, i], scale_squared, slope_scale, prior[o, i], kl_coef, min_fisher
             )
+            finite = np.isfinite(g)
+            not_finite += 0 if finite else 1
+            g = g if finite else float32(0.0)
             g = g if fresh else buffer[o, i] * momentum + g * (float32(1.0) - dampening)
             buffer[o, i] = g
             natural[o, i] = min(max(lam - lr * g, -max_natural), max_natural)
+    return not_finite

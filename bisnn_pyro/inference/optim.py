@@ -21,6 +21,7 @@ import torch
 from pyro.optim import PyroOptim
 
 from ..adapters.pyro_internals import add_parameter_optimizer, optimizer_objects
+from ..errors import TrainingDiverged
 from ..models.distributions import sign_fisher
 
 DEFAULT_COMPANION_LR = 1e-2
@@ -40,7 +41,8 @@ class NaturalParameter(torch.nn.Parameter):
 class NaturalGradientSign(torch.optim.Optimizer):
     """lam <- clamp(lam - lr * m, +-max_natural), m = momentum * m + (1 - dampening) * g / F(lam),
     with F(lam) = max(1 - tanh^2 lam, min_fisher): the division is guarded and lam bounded so no
-    step overflows (``max_natural=float("inf")`` lifts the bound)."""
+    step overflows (``max_natural=float("inf")`` lifts the bound).  A gradient that is not finite
+    stops training (:class:`~bisnn_pyro.errors.TrainingDiverged`) rather than being stepped on."""
 
     def __init__(
         self,
@@ -68,9 +70,11 @@ class NaturalGradientSign(torch.optim.Optimizer):
             for lam in group["params"]:
                 if lam.grad is None:
                     continue
-                grad = torch.nan_to_num(lam.grad, nan=0.0, posinf=0.0, neginf=0.0)
+                if not torch.isfinite(lam.grad).all():
+                    name = getattr(self, "parameter_name", "a natural parameter")
+                    raise TrainingDiverged(f"the gradient of {name} is not finite (the loss overflowed)")
                 # in place on fresh tensors: this runs at every online step
-                grad.div_(sign_fisher(lam).clamp_min_(group["min_fisher"]))
+                grad = lam.grad.div(sign_fisher(lam).clamp_min_(group["min_fisher"]))
                 if group["momentum"] > 0:
                     state = self.state[lam]
                     if "momentum_buffer" not in state:
@@ -151,6 +155,8 @@ def parameter_optimizer(optim: PyroOptim, param: torch.Tensor, name: str | None 
     objects = optimizer_objects(owner)
     if param not in objects:
         add_parameter_optimizer(owner, param, name)
+        if name is not None:
+            objects[param].parameter_name = name  # for messages about it
     return objects[param]
 
 

@@ -37,6 +37,7 @@ from .bnn import BayesianSNN
 from .checkpoint import load_checkpoint, save_checkpoint
 from .direct import DirectELBO, DirectSVI
 from .fused import FusedOnline
+from .random_stream import RandomStream
 from .optim import all_parameter_optimizers, bind_optimizer, parameter_optimizer
 from .sites import CompositionError, loss_problem
 
@@ -82,7 +83,11 @@ def upgrade_names(saved: dict[str, Any], expected: set[str]) -> dict[str, Any]:
 class Trainer:
     """Runs SVI epochs for a :class:`BayesianSNN` on tensors ``x`` (N, T, ...) and ``y`` (N,), or on
     a ``torch.utils.data.Dataset`` of (spikes, label) pairs passed as ``x`` (with ``y=None``), read
-    through a DataLoader (``num_workers`` processes) in a seeded random order."""
+    through a DataLoader (``num_workers`` processes) in a seeded random order.
+
+    Weight draws come from ``draws``, a :class:`RandomStream` of the trainer's own (default: seeded
+    by ``seed``), which the checkpoint keeps: training leaves the caller's global generators as
+    they were, and a resumed run draws what the uninterrupted one would have."""
 
     def __init__(
         self,
@@ -98,6 +103,7 @@ class Trainer:
         num_workers: int = 0,
         engine: str = "auto",
         device: str | torch.device | None = None,
+        draws: RandomStream | None = None,
     ):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
@@ -140,6 +146,7 @@ class Trainer:
                     raise
         self.engine = "fused" if self.fused is not None else "direct" if self.direct is not None else "svi"
         self.generator = torch.Generator().manual_seed(seed)
+        self.draws = draws if draws is not None else RandomStream(seed, self.device)
         self.epoch = 0
 
     def _step(self, *args, **kwargs) -> float:
@@ -186,23 +193,44 @@ class Trainer:
         yield from DataLoader(self.x, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def run_epoch(self) -> dict[str, float]:
-        """One pass over the training set in a seeded random order."""
+        """One pass over the training set in a seeded random order, drawing from :attr:`draws`."""
+        with self.draws:
+            return self._run_epoch()
+
+    def _run_epoch(self) -> dict[str, float]:
         self.bsnn.train()
         step = self._sequence_step if self.schedule == "sequence" else self._online_step
         start, total, batches = time.perf_counter(), 0.0, 0
         for xb, yb in self._batches():
             if self.device is not None:
                 xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-            loss = step(xb, yb)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"the ELBO became {loss} in epoch {self.epoch + 1}; lower the learning rate")
-            total += loss
             batches += 1
+            try:
+                loss = step(xb, yb)
+            except TrainingDiverged as error:  # a gradient that is not finite
+                raise self._diverged(str(error), batches) from None
+            if not math.isfinite(loss):
+                raise self._diverged(f"the ELBO became {loss}", batches)
+            total += loss
         self.epoch += 1
         return {"epoch": self.epoch, "loss": total / batches, "seconds": time.perf_counter() - start}
 
-    def _on_cuda(self) -> bool:
-        return self.device is not None and self.device.type == "cuda"
+    def _diverged(self, what: str, batch: int) -> TrainingDiverged:
+        """``what`` went wrong, with its likely cause told from the values at hand."""
+        where = f"in epoch {self.epoch + 1}, minibatch {batch}"
+        beta = self.bsnn.kl_weight
+        overflow = f"the KL weight {beta:g} scales the KL past float32's range" if beta > 1e3 else (
+            "a term of the objective overflows at these values (the prior, the KL weight, the data)"
+        )
+        if self.epoch == 0 and batch == 1:
+            return TrainingDiverged(f"{what} {where}, at the initial parameters: {overflow}, not the step size")
+        broken = [name for name, param in self.bsnn.named_parameters() if not torch.isfinite(param).all()]
+        if broken:
+            return TrainingDiverged(
+                f"{what} {where}: {', '.join(broken[:3])}{' and others' if len(broken) > 3 else ''} "
+                "stepped to non-finite values; lower the learning rate"
+            )
+        return TrainingDiverged(f"{what} {where} with every parameter finite: {overflow}")
 
     def state_dict(self) -> dict[str, Any]:
         state = {
@@ -210,10 +238,8 @@ class Trainer:
             "model": self.bsnn.state_dict(),
             "optimizer": optimizer_state(self.optim, self.bsnn),
             "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            **self.draws.state_dict(),
         }
-        if self._on_cuda():  # weight draws on a GPU come from its own generator
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -221,9 +247,7 @@ class Trainer:
         self.bsnn.load_state_dict(upgrade_names(state["model"], expected))
         load_optimizer_state(self.optim, self.bsnn, upgrade_names(state["optimizer"], expected))
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self._on_cuda():  # a GPU run reopened on a CPU goes on without it
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.draws.load_state_dict(state)
         self.epoch = int(state["epoch"])
 
     def resume(self, checkpoint_path: str | Path) -> None:
