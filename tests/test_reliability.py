@@ -37,12 +37,21 @@ def test_the_learning_rule_stops_on_a_gradient_that_is_not_finite_naming_it():
         optim([param])
 
 
-def test_the_fused_engine_stops_on_a_gradient_that_is_not_finite_naming_the_layer():
+def test_the_fused_engine_stops_where_a_gradient_would_not_be_finite(monkeypatch):
+    """Its kernels' gradients are non-finite only through a non-finite likelihood or KL coefficient,
+    which stop training naming the layer or the coefficient."""
     config = ExperimentConfig(**TINY, schedule="online", engine="fused")
     bsnn, trainer = build(config, load_data(config)[0])
-    with torch.no_grad():
-        bsnn.guide.natural()["layers.0.weight"][3, 2] = float("nan")
-    with pytest.raises(TrainingDiverged, match="natural parameters of layers.0.weight is not finite at step"):
+    bsnn.kl_weight = 1e40  # divided among the 16 steps: still past float32's range
+    with pytest.raises(TrainingDiverged, match="the KL coefficient .* overflows float32"):
+        trainer.run_epoch()
+    bsnn.kl_weight = 1.0
+    kernels = trainer.fused.kernels
+    monkeypatch.setattr(trainer.fused, "kernels", type("Kernels", (), {
+        name: staticmethod(getattr(kernels, name)) for name in dir(kernels) if not name.startswith("__")
+    }))
+    trainer.fused.kernels.readout_loss = staticmethod(lambda *args: float("nan"))
+    with pytest.raises(TrainingDiverged, match="natural parameters of layers.0.weight is not finite at step 4"):
         trainer.run_epoch()
 
 

@@ -182,7 +182,10 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
-        check_device(self.device)
+        try:
+            check_device(self.device)
+        except ConfigError as error:
+            raise ConfigError(f"training.device: {error}") from None
 
     def fingerprint(self) -> str:
         """A hash of everything that shapes the run's model and training (not the epochs, which a

@@ -22,6 +22,7 @@ finds the layers' sites, priors and natural parameters in the model's descriptio
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import torch
@@ -172,11 +173,11 @@ class FusedOnline:
             scratch = np.empty(layer.natural.shape, np.float32)
             return lambda: kernel(*hyper, scratch, True, layer.kl, layer.row)
 
-        def step() -> int:
+        def step() -> None:
             fresh = "momentum_buffer" not in state
             if fresh:
                 state["momentum_buffer"] = torch.empty_like(layer.natural)
-            return kernel(*hyper, state["momentum_buffer"].numpy(), fresh, layer.kl, layer.row)
+            kernel(*hyper, state["momentum_buffer"].numpy(), fresh, layer.kl, layer.row)
 
         return step
 
@@ -196,6 +197,10 @@ class FusedOnline:
             raise ValueError(f"expected {batch} labels in [0, {net.num_classes}), got {y.tolist()}")
         data_scale = np.float32(likelihood.num_data / batch)
         kl_coef = self.bsnn.kl_weight * kl_scale
+        if not abs(kl_coef) <= float(np.finfo(np.float32).max):
+            raise TrainingDiverged(
+                f"the gradient of the natural parameters is not finite: the KL coefficient {kl_coef:g} overflows float32"
+            )
         for layer in layers:
             layer.set_batch(batch)
         steppers = self._steppers(layers, kl_coef)
@@ -220,10 +225,12 @@ class FusedOnline:
                 log_likelihood = k.readout_loss(
                     layer.s, layer.window, layer.readout, layer.gain, labels, data_scale, layer.grad_potential, logits
                 )
-                if step():
+                if not math.isfinite(log_likelihood):
                     raise TrainingDiverged(
-                        f"the gradient of the natural parameters of {layer.name} is not finite at step {t} (the loss overflowed)"
+                        f"the gradient of the natural parameters of {layer.name} is not finite at step {t} "
+                        f"(its readout's log-likelihood is {log_likelihood})"
                     )
+                step()
                 divergence = float(layer.kl.sum()) + layer.prior_normalizer
                 total += kl_coef * divergence - log_likelihood
         return total
