@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from ..sizing import available_bytes
 from .events import DataError
 
 RECORD = np.dtype([("address", ">u4"), ("timestamp", ">u4")])
@@ -20,19 +21,25 @@ EVENT = np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "?")])
 WRAP = 2**32
 
 
-def _data_start(data: bytes, path: str | os.PathLike) -> int:
-    if not data.startswith(b"#!AER-DAT"):
+CHUNK = 1 << 20  # records decoded at a time: memory stays near the decoded events' own size
+
+
+def _data_start(handle, path: str | os.PathLike) -> int:
+    """The offset of the first record, after the '#' header lines."""
+    first = handle.readline(256)
+    if not first.startswith(b"#!AER-DAT"):
         raise DataError(f"{path}: not an AEDAT file (expected a first line '#!AER-DAT2.0')")
-    version = data[9 : data.index(b"\n")].strip() if b"\n" in data else b""
+    version = first[9:].strip() if first.endswith(b"\n") else b""
     if not version.startswith(b"2."):
         raise DataError(f"{path}: AEDAT version {version.decode(errors='replace')!r}, expected 2.0")
-    position = 0
-    while data.startswith(b"#", position):
-        end = data.find(b"\n", position)
-        if end < 0:
+    position = len(first)
+    while True:
+        line = handle.readline(1 << 16)
+        if not line.startswith(b"#"):
+            return position
+        if not line.endswith(b"\n"):
             raise DataError(f"{path}: the header never ends (no newline after a '#' line)")
-        position = end + 1
-    return position
+        position += len(line)
 
 
 def monotonic_timestamps(timestamps: np.ndarray) -> np.ndarray:
@@ -48,25 +55,48 @@ def monotonic_timestamps(timestamps: np.ndarray) -> np.ndarray:
 
 
 def read_aedat2_dvs128(path: str | os.PathLike) -> np.ndarray:
-    """Events of one recording: structured array (x, y, t µs from the first event, p = ON)."""
+    """Events of one recording: structured array (x, y, t µs from the first event, p = ON),
+    decoded :data:`CHUNK` records at a time."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            start = _data_start(handle, path)
+            payload = os.fstat(handle.fileno()).st_size - start
+            if payload % RECORD.itemsize:
+                raise DataError(f"{path}: truncated: {payload} bytes of events is not a multiple of 8")
+            count = payload // RECORD.itemsize
+            available = available_bytes()
+            if available is not None and count * EVENT.itemsize > available:
+                raise DataError(f"{path}: {count:,} events need {count * EVENT.itemsize / 1e9:.1f} GB, more than is available")
+            handle.seek(start)
+            events = np.empty(count, EVENT)
+            last, carried = None, 0
+            for first in range(0, count, CHUNK):
+                size = min(CHUNK, count - first)
+                data = handle.read(size * RECORD.itemsize)
+                if len(data) != size * RECORD.itemsize:
+                    raise DataError(f"{path}: the file ended before its size said (it changed while read?)")
+                last, carried = _decode(np.frombuffer(data, RECORD), events[first : first + size], last, carried)
     except OSError as error:
         raise DataError(f"{path}: cannot read ({error.strerror})") from None
-    start = _data_start(data, path)
-    payload = len(data) - start
-    if payload % RECORD.itemsize:
-        raise DataError(f"{path}: truncated: {payload} bytes of events is not a multiple of 8")
-    records = np.frombuffer(data, RECORD, offset=start)
+    if count:
+        events["t"] -= events["t"][0]
+    return events
+
+
+def _decode(records: np.ndarray, events: np.ndarray, last: int | None, carried: int) -> tuple[int, int]:
+    """Decode ``records`` into ``events``; ``last`` and ``carried``: the raw timestamp before them and
+    the correction it had (None, 0 at the start); returns the same for the next chunk."""
     address = records["address"].astype(np.uint32)
-    events = np.empty(len(records), EVENT)
     events["x"] = 127 - ((address & 0xFE) >> 1)
     events["y"] = (address & 0x7F00) >> 8
     events["p"] = (address & 1) == 0
-    t = monotonic_timestamps(records["timestamp"])
-    events["t"] = t - (t[0] if len(t) else 0)
-    return events
+    raw = records["timestamp"].astype(np.int64)
+    if last is None:
+        t = monotonic_timestamps(raw)
+    else:
+        t = monotonic_timestamps(np.concatenate(([last], raw)))[1:] + carried
+    events["t"] = t
+    return int(raw[-1]), int(t[-1] - raw[-1])
 
 
 def write_aedat2_dvs128(path: str | os.PathLike, x, y, p, t) -> None:

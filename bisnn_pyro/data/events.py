@@ -16,6 +16,28 @@ from tonic.transforms import ToFrame
 from ..errors import DataError
 
 
+EVENT_FIELDS = ("x", "y", "t", "p")
+
+
+def check_events(events: np.ndarray, sensor_size: tuple[int, int, int], where: str) -> None:
+    """Raise :class:`DataError` naming ``where`` unless ``events`` is a structured array with
+    fields x, y, t, p whose coordinates lie on the sensor (W, H, P) and whose times are finite
+    and >= 0."""
+    names = getattr(getattr(events, "dtype", None), "names", None) or ()
+    if not isinstance(events, np.ndarray) or events.ndim != 1 or not set(EVENT_FIELDS) <= set(names):
+        raise DataError(f"{where}: expected a list of events with fields x, y, t, p, got {type(events).__name__}")
+    if len(events) == 0:
+        return
+    for field, size in zip(("x", "y", "p"), sensor_size):
+        values = events[field]
+        low, high = values.min(), values.max()
+        if not (np.isfinite(low) and np.isfinite(high) and low >= 0 and high < size):
+            raise DataError(f"{where}: event {field} ranges over [{low}, {high}], off the sensor's [0, {size})")
+    t = events["t"]
+    if not (np.isfinite(t.min()) and np.isfinite(t.max()) and t.min() >= 0):
+        raise DataError(f"{where}: event times range over [{t.min()}, {t.max()}], expected finite times >= 0")
+
+
 @dataclass(frozen=True)
 class EventFrames:
     """Callable: events -> spike frames (T, polarities, H, W) as a float tensor in {0, 1}.

@@ -8,7 +8,7 @@ from pathlib import Path
 from .digits_dvs import DIGITS, SENSOR, digits_dvs
 from .events import DataError, EventFrames
 from .mnist_dvs import SENSOR_SIZE as DVS128, SOURCE as MNIST_DVS_SOURCE, MNISTDVS, find_files
-from .tonic_sets import GESTURE_SOURCE, NMNIST_SOURCE, dvs_gesture, nmnist
+from .tonic_sets import GESTURE_CLASSES, GESTURE_SOURCE, NMNIST_CLASSES, NMNIST_SOURCE, dvs_gesture, nmnist
 from .two_moons import NEURONS as MOONS_NEURONS, two_moons
 
 
@@ -94,7 +94,7 @@ SPECS = {
     ),
     "dvs-gesture": DatasetSpec(
         "dvs-gesture",
-        11,
+        GESTURE_CLASSES,
         60,
         5,
         GESTURE_SOURCE,
@@ -106,7 +106,7 @@ SPECS = {
     ),
     "n-mnist": DatasetSpec(
         "n-mnist",
-        10,
+        NMNIST_CLASSES,
         30,
         3,
         NMNIST_SOURCE,

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..adapters.tonic_internals import without_download
-from .events import DataError, EventFrames
+from ..errors import one_line
+from .events import DataError, EventFrames, check_events
 
 NMNIST_SOURCE = "N-MNIST (Orchard et al. 2015), Mendeley Data 468j46mzdv: Train.zip / Test.zip"
 GESTURE_SOURCE = "DVS128 Gesture, tonic's preprocessed release: ibmGestureTrain.tar.gz / ibmGestureTest.tar.gz"
+NMNIST_CLASSES, GESTURE_CLASSES = 10, 11
 
 
 def _require(files: list[Path], what: str) -> None:
@@ -26,17 +29,26 @@ def _require(files: list[Path], what: str) -> None:
 
 
 class TonicFrames(Dataset):
-    """Wraps a tonic dataset whose transform gives frames: (frames (T, P, H, W), label)."""
+    """Wraps a tonic dataset of events: (frames (T, P, H, W), label), each recording checked first:
+    a file tonic cannot read, events off the sensor or a label out of range raise
+    :class:`DataError` naming the file."""
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, frames: EventFrames, classes: int):
+        self.dataset, self.frames, self.classes = dataset, frames, classes
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        frames, label = self.dataset[index]
-        return frames, int(label)
+        path = self.dataset.data[index]
+        try:
+            events, label = self.dataset[index]
+        except Exception as error:  # tonic's readers raise many types for a damaged file
+            raise DataError(f"{path}: cannot be read ({type(error).__name__}: {one_line(error)})") from None
+        check_events(events, self.frames.sensor_size, str(path))
+        if not (isinstance(label, (int, np.integer)) and 0 <= label < self.classes):
+            raise DataError(f"{path}: label {label!r} is not one of the {self.classes} classes 0-{self.classes - 1}")
+        return self.frames(events), int(label)
 
 
 def nmnist(root: str | Path, frames: EventFrames, *, train: bool = True) -> TonicFrames:
@@ -47,8 +59,8 @@ def nmnist(root: str | Path, frames: EventFrames, *, train: bool = True) -> Toni
         sorted(folder.glob("*/*.bin")),
         f"N-MNIST not found: no {folder}/<digit>/*.bin; extract the {NMNIST_SOURCE} into {Path(root) / 'NMNIST'}",
     )
-    dataset = without_download(tonic.datasets.NMNIST)(save_to=str(root), train=train, transform=frames)
-    return TonicFrames(dataset)
+    dataset = without_download(tonic.datasets.NMNIST)(save_to=str(root), train=train)
+    return TonicFrames(dataset, frames, NMNIST_CLASSES)
 
 
 def dvs_gesture(root: str | Path, frames: EventFrames, *, train: bool = True) -> TonicFrames:
@@ -60,8 +72,8 @@ def dvs_gesture(root: str | Path, frames: EventFrames, *, train: bool = True) ->
         f"DVS128 Gesture not found: no {folder}/user<NN>_<lighting>/<label>.npy; "
         f"extract the {GESTURE_SOURCE} into {Path(root) / 'DVSGesture'}",
     )
-    dataset = without_download(tonic.datasets.DVSGesture)(save_to=str(root), train=train, transform=frames)
+    dataset = without_download(tonic.datasets.DVSGesture)(save_to=str(root), train=train)
     order = sorted(range(len(dataset.data)), key=lambda i: str(dataset.data[i]))
     dataset.data = [dataset.data[i] for i in order]
     dataset.targets = [dataset.targets[i] for i in order]
-    return TonicFrames(dataset)
+    return TonicFrames(dataset, frames, GESTURE_CLASSES)
