@@ -208,7 +208,14 @@ class Run:
             run_dir=self.directory,
             evaluate=lambda: {"posterior": posterior_diagnostics(self.bsnn)},
             progress=progress,
-            record={"run": {"label": self.config.label, "parts": self.config.parts, "config": self.config.fingerprint()}},
+            record={
+                "run": {
+                    "label": self.config.label,
+                    "parts": self.config.parts,
+                    "engine": self.trainer.engine,  # the one "auto" chose
+                    "config": self.config.fingerprint(),
+                }
+            },
         )
 
     def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
