@@ -1,17 +1,13 @@
 """bisnn-pyro: binary-weight spiking neural networks trained by Bayesian learning, in Pyro.
 
-Importing the package turns on Pyro's module-local parameters
-(``pyro.settings.set(module_local_params=True)``): every network and guide keeps its parameters
-in its own ``state_dict`` instead of Pyro's global parameter store, so two models in one process
-never share parameters by name and a saved model reloads exactly.
+The library's networks and guides keep their parameters in their own ``state_dict`` (Pyro's
+module-local parameters), not in Pyro's global parameter store, so two models in one process
+never share parameters by name and a saved model reloads exactly.  They do so inside their own
+calls, whatever ``pyro.settings`` says: importing the package changes no global setting.
 """
-
-import pyro
 
 from .inference import BayesianSNN, Trainer, make_rule
 from .models import BinaryPrior, GaussianPrior, LIFParameters, ReadoutCategorical, SpikingMLP
-
-pyro.settings.set(module_local_params=True)
 
 __version__ = "0.1.0"
 

@@ -166,6 +166,8 @@ def _format(scores: dict) -> str:
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> None:
+    if not args.out.strip():
+        raise ConfigError("--out needs the name of a run folder, got ''")
     if args.resume:
         given = {key for key in vars(args) if key not in COMMAND_OPTIONS} - {"training.epochs"}
         if args.config or args.set or args.plugins or extra or given:

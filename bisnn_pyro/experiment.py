@@ -193,7 +193,7 @@ class Run:
     def metrics(self) -> list[dict[str, Any]]:
         """The records of ``metrics.jsonl``, one per epoch trained."""
         path = self.directory / METRICS_FILE
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        return [record for record in _records(path) if isinstance(record, dict)]
 
     def write_config(self) -> None:
         """Record the configuration in the run folder (``config.json``, a valid ``--config``)."""
@@ -276,6 +276,7 @@ def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
     _refuse_a_run_in(directory)  # again: another process may have made one meanwhile
     remove_unfinished_writes(directory / CHECKPOINT_FILE)
     run = Run(directory, config, train, test, bsnn, trainer, lock)
+    run.check_prediction_memory(config.samples)  # the summary's ensemble, before any training
     run.write_config()
     (directory / METRICS_FILE).unlink(missing_ok=True)
     return run
@@ -311,17 +312,32 @@ def open_run(directory: str | Path, device: str | None = None, *, write: bool = 
     state = load_checkpoint(run.checkpoint)
     recorded = state.get("run", {})
     if recorded and recorded.get("config") != config.fingerprint():
+        differs = "the same parts, other options" if recorded.get("label") == config.label else recorded.get("label")
         raise CheckpointError(
-            f"checkpoint {run.checkpoint} belongs to another configuration ({recorded.get('label')}) than its "
-            f"folder's {CONFIG_FILE} ({config.label})"
+            f"checkpoint {run.checkpoint} belongs to another configuration ({differs}) than its folder's "
+            f"{CONFIG_FILE} ({config.label})"
         )
     try:
         trainer.load_state_dict(state)
-    except (KeyError, RuntimeError) as error:
-        raise CheckpointError(f"checkpoint {run.checkpoint} does not match {CONFIG_FILE}: {one_line(error)}") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:  # parts, shapes or values not the run's
+        reason = " ".join(line.strip() for line in str(error).strip().splitlines()[:2])
+        raise CheckpointError(f"checkpoint {run.checkpoint} does not match {CONFIG_FILE}: {reason}") from None
     if write:
         _settle_metrics(directory / METRICS_FILE, trainer.epoch, state.get("metrics"))
     return run
+
+
+def _records(path: Path) -> list:
+    """The JSON values of the lines of ``path`` that are whole (none where it is missing)."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_bytes().decode(errors="replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _settle_metrics(path: Path, epoch: int, last: dict | None) -> None:
@@ -329,11 +345,7 @@ def _settle_metrics(path: Path, epoch: int, last: dict | None) -> None:
     run wrote after its last checkpoint (or half wrote) dropped, the checkpoint's own line
     (``last``) restored where a kill lost it."""
     records: dict[int, dict] = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
+    for record in _records(path):
         if isinstance(record, dict) and isinstance(record.get("epoch"), int) and record["epoch"] <= epoch:
             records.setdefault(record["epoch"], record)
     if last is not None and last.get("epoch") == epoch:

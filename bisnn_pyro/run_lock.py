@@ -27,7 +27,8 @@ class RunLock:
 
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / LOCK_FILE
-        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        self.fd: int | None = None
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         if fcntl is None:
             return
         try:

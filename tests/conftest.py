@@ -2,7 +2,7 @@ import pyro
 import pytest
 import torch
 
-import bisnn_pyro  # noqa: F401  (turns on module-local parameters)
+import bisnn_pyro  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -19,8 +19,9 @@ def _isolated_registry():
 
 @pytest.fixture(autouse=True)
 def _isolated_pyro():
-    """Every test starts from a fixed seed, module-local parameters and an empty global store."""
-    pyro.settings.set(module_local_params=True)
+    """Every test starts from a fixed seed, Pyro's default settings (global parameters: the library
+    keeps its own module-local) and an empty global store."""
+    pyro.settings.set(module_local_params=False)
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     torch.set_num_threads(2)

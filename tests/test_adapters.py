@@ -94,13 +94,13 @@ def test_svi_collects_parameters_through_unconstrained():
         def forward(self):
             pyro.sample("w", RelaxedSignBernoulli(self.lam, 0.5).to_event(1))
 
-    guide = Guide()
-    guide.lam = NaturalParameter(torch.zeros(3))
-    assert guide.lam.unconstrained() is guide.lam
-
     def model():
         pyro.sample("w", SignBernoulli(torch.full((3,), 0.5)).to_event(1))
 
-    svi = pyro.infer.SVI(model, guide, pyro.optim.SGD({"lr": 0.5}), MeanFieldELBO())
-    svi.step()  # the loss is KL(q || p), whose gradient at lam = 0 is -(lam_p - 0) (1 - tanh^2 0) = -0.5
+    with pyro.settings.context(module_local_params=True):  # as the library's modules run
+        guide = Guide()
+        guide.lam = NaturalParameter(torch.zeros(3))
+        assert guide.lam.unconstrained() is guide.lam
+        svi = pyro.infer.SVI(model, guide, pyro.optim.SGD({"lr": 0.5}), MeanFieldELBO())
+        svi.step()  # the loss is KL(q || p), whose gradient at lam = 0 is -(lam_p - 0) (1 - tanh^2 0) = -0.5
     torch.testing.assert_close(guide.lam.detach(), torch.full((3,), 0.25))

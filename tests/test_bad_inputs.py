@@ -37,7 +37,10 @@ def refused(capsys, argv) -> str:
         (["--batch-size", "1000000000000"], "needs at least"),
         (["--steps", "100000000"], "needs at least"),
         # values out of range, not finite, or where training cannot learn
-        (["--seed", "-1"], "training.seed must be an integer >= 0"),
+        (["--seed", "-1"], "training.seed must be an integer in [0, 2**63)"),
+        (["--seed", str(2**64)], "training.seed must be an integer in [0, 2**63)"),
+        (["--data-seed", str(2**63)], "data.data_seed must be an integer in [0, 2**63)"),
+        (["--samples", "1000000000"], "predicting 20 sequences with K=1,000,000,000 weight draws needs at least"),
         (["--temperature", "inf"], "guide.temperature must be a number in [0.01, 100]"),
         (["--temperature", "1e-30"], "guide.temperature must be a number in [0.01, 100]"),
         (["--lr", "inf"], "optim.lr must be a finite number > 0"),
@@ -71,6 +74,10 @@ def test_data_that_is_not_there(tmp_path, capsys, argv, message):
 
 
 def test_an_output_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
+    assert "--out needs the name of a run folder" in refused(capsys, ["train", *SMALL, "--out", ""])
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / ".lock").mkdir()  # the lock cannot be made
+    assert "cannot use" in refused(capsys, ["train", *SMALL, "--epochs", "1", "--out", tmp_path / "locked"])
     (tmp_path / "file").write_text("x")
     assert "cannot use" in refused(capsys, ["train", *SMALL, "--epochs", "1", "--out", tmp_path / "file"])
     assert "cannot use" in refused(capsys, ["train", *SMALL, "--epochs", "1", "--out", "/proc/no/such/run"])

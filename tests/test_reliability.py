@@ -135,3 +135,37 @@ def test_the_fused_kernels_import_and_run_where_numba_cannot_write_its_cache(tmp
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_importing_the_library_changes_no_pyro_setting_and_no_generator():
+    import subprocess
+    import sys
+
+    script = (
+        "import pyro, torch, random, numpy as np\n"
+        "settings = {name: pyro.settings.get(name) for name in ('module_local_params', 'validate_poutine')}\n"
+        "states = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())\n"
+        "import bisnn_pyro, bisnn_pyro.cli, bisnn_pyro.experiment\n"
+        "assert settings == {name: pyro.settings.get(name) for name in settings}, 'a setting changed'\n"
+        "assert torch.equal(states[0], torch.get_rng_state()) and states[1] == random.getstate()\n"
+        "assert (states[2] == np.random.get_state()[1]).all()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_a_model_keeps_its_parameters_while_the_users_other_pyro_code_uses_the_global_store(tmp_path):
+    """Pyro's default (global parameters) stays in force for the user's own code; the library's
+    parameters stay in its modules."""
+    import pyro
+
+    assert not pyro.settings.get("module_local_params")
+    run = create_run(ExperimentConfig(**TINY, epochs=1), tmp_path / "run")
+    run.fit(progress=False)
+    assert len(pyro.get_param_store()) == 0  # nothing of the model's leaked into the global store
+    mine = pyro.param("my_scale", torch.tensor(2.0))
+    assert pyro.get_param_store()["my_scale"] is mine.unconstrained() or float(pyro.param("my_scale")) == 2.0
+    assert not pyro.settings.get("module_local_params")
+    pyro.clear_param_store()
+    run.close()

@@ -92,6 +92,16 @@ def test_a_flipped_bit_in_any_stored_tensor_is_refused(tmp_path, capsys):
     assert cli(capsys, "evaluate", folder)[0] == 0
 
 
+def test_a_checkpoint_marked_as_version_1_keeps_its_checksum_checked(tmp_path):
+    """Version 1 (0.1) carried no checksum; a checksummed file that claims version 1 is damage."""
+    folder = trained(tmp_path / "run", epochs=1)
+    data = (folder / "checkpoint.pt").read_bytes()
+    assert data.count(b"bisnn-pyro-checkpoint-2") == 1
+    (folder / "checkpoint.pt").write_bytes(data.replace(b"bisnn-pyro-checkpoint-2", b"bisnn-pyro-checkpoint-1"))
+    with pytest.raises(CheckpointError, match="do not match their checksum"):
+        load_checkpoint(folder / "checkpoint.pt")
+
+
 @pytest.mark.parametrize("other", [{"rule": "ste"}, {"hidden": [12], "seed": 1}, {"prior_p": 0.3}])
 def test_a_checkpoint_from_another_run_is_refused(tmp_path, capsys, other):
     """Another rule (other parameters), or the same parameters trained otherwise (same shapes)."""
@@ -117,7 +127,7 @@ def test_resume_settles_the_metrics_with_the_checkpoint_and_clears_unfinished_wr
     stale = folder / ".checkpoint.pt.dead.tmp"
     stale.write_bytes(b"half a checkpoint")
     # a kill after the checkpoint of epoch 2, before its metrics line; and a half-written line
-    metrics.write_text(lines[0] + "\n" + lines[1][:10])
+    metrics.write_bytes((lines[0] + "\n").encode() + b"\xff\xfe" + lines[1][:10].encode())
     code, _, err = cli(capsys, "train", "--resume", "--epochs", "3", "--out", folder, "--quiet")
     assert code == 0, err
     assert epochs_recorded(folder) == [1, 2, 3] and not stale.exists()
@@ -144,3 +154,20 @@ def test_a_run_killed_while_writing_resumes_with_each_epoch_once(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert epochs_recorded(out) == list(range(1, 41))
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [lambda s: s.update(epoch="two"), lambda s: s.update(torch_rng=torch.zeros(7, dtype=torch.uint8)),
+     lambda s: s["model"].popitem()],
+    ids=["epoch", "generator", "parameter"],
+)
+def test_a_checkpoint_with_a_valid_checksum_but_contents_not_the_runs_is_refused(tmp_path, capsys, edit):
+    """Written by save_checkpoint (so the checksum holds) with contents the run cannot take."""
+    folder = trained(tmp_path / "run", epochs=1)
+    state = load_checkpoint(folder / "checkpoint.pt")
+    state.pop("format")
+    edit(state)
+    save_checkpoint(folder / "checkpoint.pt", state)
+    code, _, err = cli(capsys, "evaluate", folder)
+    assert code == 2 and "does not match config.json" in err and err.count("\n") == 1, err

@@ -1,11 +1,13 @@
 """Pyro internals (checked by tests/test_adapters.py with pyro-ppl 1.9.2): per-parameter
-optimisers of a ``PyroOptim``, the sample and param attributes of a ``PyroModule``, and the hooks
-``TraceMeanField_ELBO`` is built from."""
+optimisers of a ``PyroOptim``, the sample and param attributes of a ``PyroModule``, the
+module-local parameter state of its context, and the hooks ``TraceMeanField_ELBO`` is built from."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
+import pyro
 import torch
 from pyro.distributions.util import scale_and_mask  # noqa: F401  (the helpers Pyro's own ELBOs use,
 from pyro.infer import TraceMeanField_ELBO
@@ -19,6 +21,36 @@ from pyro.util import check_if_enumerated, check_model_guide_match, check_site_s
 # Pyro's SVI collects the parameters to step as ``site["value"].unconstrained()`` of every param
 # site: a PyroParam's value carries that method; bisnn_pyro.inference.optim.NaturalParameter (a
 # plain Parameter inside a PyroModule) defines it to return itself.
+
+
+@contextmanager
+def local_params() -> Iterator[None]:
+    """Pyro's module-local parameters inside the block, its global setting as it was after."""
+    with pyro.settings.context(module_local_params=True):
+        yield
+
+
+class LocalPyroModule(PyroModule):
+    """A ``PyroModule`` that keeps its parameters in its own ``state_dict`` whatever Pyro's global
+    ``module_local_params`` setting: it is made, and called, with the setting on."""
+
+    def __init__(self, *args, **kwargs):
+        with local_params():
+            super().__init__(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        with local_params():
+            return super().__call__(*args, **kwargs)
+
+
+def give_local_param_state(module: torch.nn.Module) -> None:
+    """Let every ``PyroModule`` in ``module`` made while the setting was off (a user's network or
+    a Pyro autoguide) run with module-local parameters: the state Pyro gives a module's context
+    when it is made with the setting on."""
+    for part in module.modules():
+        context = getattr(part, "_pyro_context", None)
+        if context is not None and not hasattr(context, "param_state"):
+            context.param_state = {"params": {}, "constraints": {}}
 
 
 def sample_attributes(module: torch.nn.Module) -> tuple[str, ...]:

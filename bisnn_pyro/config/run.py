@@ -31,6 +31,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 NETWORKS = ("mlp", "conv")
+SEED = {"check": lambda v: 0 <= v < 2**63, "expect": "in [0, 2**63)"}  # what torch's generators take (twice the data seed)
 LEARNING = ("local", "end-to-end")  # gradients within each layer (DECOLLE), or through all of them
 
 SECTIONS: dict[str, tuple[Option, ...]] = {
@@ -46,7 +47,7 @@ SECTIONS: dict[str, tuple[Option, ...]] = {
         Option("downsample", int, None, "event sets: spatial factor", optional=True, **at_least(1), flags=("--downsample",)),
         Option("train_size", int, 200, "two moons: training points", **at_least(2), flags=("--train-size",)),
         Option("test_size", int, 1000, "two moons: held-out test points", **at_least(2), flags=("--test-size",)),
-        Option("data_seed", int, 0, "seed of the generated data and of splits", **at_least(0), flags=("--data-seed",)),
+        Option("data_seed", int, 0, "seed of the generated data and of splits", **SEED, flags=("--data-seed",)),
     ),
     "model": (
         Option("network", str, "mlp", "dense (mlp) or convolutional network", choices=NETWORKS, flags=("--model",)),
@@ -75,7 +76,7 @@ SECTIONS: dict[str, tuple[Option, ...]] = {
         Option("batch_size", int, 40, "sequences per minibatch", **at_least(1), flags=("--batch-size",)),
         Option("schedule", str, "sequence", "sequence: a step per minibatch; online: a step per time step (the paper's)",
                choices=SCHEDULES, flags=("--schedule",)),
-        Option("seed", int, 0, "seed of the run", **at_least(0), flags=("--seed",)),
+        Option("seed", int, 0, "seed of the run", **SEED, flags=("--seed",)),
         Option("kl_weight", float, 1.0, "KL weight beta", **non_negative(), flags=("--kl-weight",)),
         Option("particles", int, 1, "ELBO particles per step (one batched draw)", **at_least(1), flags=("--particles",)),
         Option("samples", int, 10, "ensemble size K for the summary", **at_least(1), flags=("--samples",)),

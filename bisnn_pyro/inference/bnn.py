@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Callable
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer.autoguide import AutoGuide
 
+from ..adapters.pyro_internals import give_local_param_state, local_params
 from ..models.likelihoods import Likelihood
 from ..models.priors import Prior
 from .guides import BetaGuide, GuideList, covered_sites, set_up
@@ -40,12 +40,6 @@ class BayesianSNN(torch.nn.Module):
         kl_weight: float = 1.0,
     ):
         super().__init__()
-        if not pyro.settings.get("module_local_params"):
-            raise RuntimeError(
-                "BayesianSNN keeps its parameters in its modules: enable "
-                "pyro.settings.set(module_local_params=True) before building networks "
-                "(importing bisnn_pyro does this)"
-            )
         if not kl_weight >= 0:
             raise ValueError(f"KL weight must be >= 0, got {kl_weight}")
         if getattr(net, "local_learning", False) and likelihood.readouts == "last":
@@ -58,7 +52,9 @@ class BayesianSNN(torch.nn.Module):
         self.likelihood = likelihood
         self.kl_weight = kl_weight
         self._sites: ModelSites | None = None
-        self.guide = self._scaled(guide(self.model))
+        with local_params():
+            self.guide = self._scaled(guide(self.model))
+        give_local_param_state(self)
 
     def model(
         self,
@@ -76,7 +72,7 @@ class BayesianSNN(torch.nn.Module):
         ``state`` continues a sequence; ``carry['state']`` receives the state after the last step.
         ``kl_scale`` divides the KL among the steps of an online sequence.
         """
-        with self.latent_scale(kl_scale):
+        with self.latent_scale(kl_scale), local_params():
             out = self.net(x, state)
         if carry is not None:
             carry["state"] = [s.detach() for s in out.state]
@@ -113,28 +109,29 @@ class BayesianSNN(torch.nn.Module):
         The guide sets itself up with the caller's random generators, as it always has (so a seed
         gives the runs it gave before); the traces that check and describe the sites draw from
         forks of the generators, which they leave as they were."""
-        args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
-        tensors = [example_x, *self.net.buffers(), *self.parameters()]
-        devices = sorted({t.device for t in tensors if t.device.type == "cuda"}, key=str)
-        with torch.random.fork_rng(devices=devices):
-            model_sites = latent_sites(self.model, *args)
-            if isinstance(self.guide, AutoGuide):  # an autoguide would fail obscurely on a discrete site
-                for name, site in model_sites.items():
-                    problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], self.guide)
-                    if problem:
-                        raise CompositionError(problem)
-        set_up(self.guide, *args)
-        with torch.random.fork_rng(devices=devices):
-            # what the guide covers, read without running it (a PyroModule that has run as a model
-            # or guide of its own cannot become a part of a GuideList)
-            covered = covered_sites(self.guide)
-            hyper = [name for name in model_sites if covered is not None and name not in covered]
-            beta = BetaGuide(self.model)
-            if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
-                composed = GuideList(self.model, [_unscaled(self.guide), beta]).setup(*args)
-                self.guide = self._scaled(composed)
-            self._sites = describe(self.guide, self.net, model_sites, *args)
-        return self
+        with local_params():
+            args = (example_x[:1, :1], torch.zeros(1, dtype=torch.long, device=example_x.device))
+            tensors = [example_x, *self.net.buffers(), *self.parameters()]
+            devices = sorted({t.device for t in tensors if t.device.type == "cuda"}, key=str)
+            with torch.random.fork_rng(devices=devices):
+                model_sites = latent_sites(self.model, *args)
+                if isinstance(self.guide, AutoGuide):  # an autoguide would fail obscurely on a discrete site
+                    for name, site in model_sites.items():
+                        problem = pair_problem(name, base_distribution(site["fn"]), site["fn"], self.guide)
+                        if problem:
+                            raise CompositionError(problem)
+            set_up(self.guide, *args)
+            with torch.random.fork_rng(devices=devices):
+                # what the guide covers, read without running it (a PyroModule that has run as a model
+                # or guide of its own cannot become a part of a GuideList)
+                covered = covered_sites(self.guide)
+                hyper = [name for name in model_sites if covered is not None and name not in covered]
+                beta = BetaGuide(self.model)
+                if hyper and all(beta.covers(base_distribution(model_sites[name]["fn"])) for name in hyper):
+                    composed = GuideList(self.model, [_unscaled(self.guide), beta]).setup(*args)
+                    self.guide = self._scaled(composed)
+                self._sites = describe(self.guide, self.net, model_sites, *args)
+            return self
 
     def prior_buffers(self) -> dict[str, torch.Tensor]:
         """The tensor each latent site's prior reads (sites whose prior reads one)."""
@@ -206,7 +203,7 @@ class _ScaledForward:
         self.bsnn, self.forward = bsnn, forward
 
     def __call__(self, *args, **kwargs):
-        with self.bsnn.latent_scale(kwargs.get("kl_scale", 1.0)):
+        with self.bsnn.latent_scale(kwargs.get("kl_scale", 1.0)), local_params():
             return self.forward(*args, **kwargs)
 
 

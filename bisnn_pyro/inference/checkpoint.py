@@ -98,7 +98,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"corrupted checkpoint {path}: {one_line(error)}") from None
     if not isinstance(state, dict) or state.get("format") not in FORMATS:
         raise CheckpointError(f"{path} is not a bisnn-pyro checkpoint (expected format {FORMAT})")
-    if state["format"] != FORMATS[0]:
+    if state["format"] != FORMATS[0] or "checksum" in state:  # a version-1 mark on a checksummed file is damage
         stored = state.pop("checksum", None)
         if stored != checksum(state):
             raise CheckpointError(f"corrupted checkpoint {path}: its contents do not match their checksum")

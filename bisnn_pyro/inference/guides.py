@@ -27,6 +27,7 @@ from pyro import poutine
 from pyro.distributions import Beta, Delta, Distribution, TorchDistribution, constraints
 from pyro.nn import PyroModule, PyroParam
 
+from ..adapters.pyro_internals import LocalPyroModule, local_params
 from ..models.distributions import RelaxedSignBernoulli, SignBernoulli, relaxed_sign_values, sign_values
 from .optim import NaturalParameter
 from .sites import base_distribution, latent_sites
@@ -76,7 +77,7 @@ def set_up(guide: torch.nn.Module, *args, **kwargs) -> None:
             guide(*args, **kwargs)
 
 
-class WeightGuide(PyroModule):
+class WeightGuide(LocalPyroModule):
     """Base of mean-field guides with parameters of their own for each latent site they cover.
 
     ``setup(*example_args)`` traces the model once and, for every latent site whose prior
@@ -264,7 +265,7 @@ class BetaGuide(WeightGuide):
     mean = median
 
 
-class GuideList(PyroModule):
+class GuideList(LocalPyroModule):
     """Guides over disjoint sets of the model's latent sites, used as one guide (in the manner of
     Pyro's ``AutoGuideList``): e.g. ``GuideList(model, [SignBernoulliGuide(model), BetaGuide(model)])``.
     A part may be any guide, a Pyro autoguide over ``poutine.block(model, expose=[...])`` too.
@@ -314,9 +315,10 @@ class GuideList(PyroModule):
 
     def _merged(self, method: str, *args, **kwargs) -> dict[str, torch.Tensor]:
         merged = {}
-        for part in self.parts:
-            found = getattr(part, method, None) or getattr(part, "median")
-            merged.update(found(*args, **kwargs))
+        with local_params():  # an autoguide's median runs the part, which must use its own parameters
+            for part in self.parts:
+                found = getattr(part, method, None) or getattr(part, "median")
+                merged.update(found(*args, **kwargs))
         return merged
 
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:

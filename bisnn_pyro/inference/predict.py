@@ -9,17 +9,19 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from ..adapters.pyro_internals import local_params
+
 MODES = ("map", "ensemble", "mean")
 
 
 def point_weights(guide: Callable, mode: str) -> dict[str, torch.Tensor]:
-    """MAP (``guide.median()``) or mean (``guide.mean()``, else the median) weights per site."""
-    if mode == "map":
-        return guide.median()
-    if mode == "mean":
-        mean = getattr(guide, "mean", None)
+    """MAP (``guide.median()``) or mean (``guide.mean()``, else the median) weights per site
+    (read with module-local parameters, as the guide trained: an autoguide's ``median`` runs it)."""
+    if mode not in ("map", "mean"):
+        raise ValueError(f"unknown point-prediction mode {mode!r}; expected 'map' or 'mean'")
+    mean = getattr(guide, "mean", None) if mode == "mean" else None
+    with local_params():
         return mean() if callable(mean) else guide.median()
-    raise ValueError(f"unknown point-prediction mode {mode!r}; expected 'map' or 'mean'")
 
 
 @torch.no_grad()
@@ -28,7 +30,7 @@ def sample_weights(guide: torch.nn.Module, example_input: torch.Tensor, samples:
     was_training = guide.training
     guide.eval()
     try:
-        with pyro.plate("weight_draws", samples, dim=-2):
+        with pyro.plate("weight_draws", samples, dim=-2), local_params():
             trace = poutine.trace(guide).get_trace(example_input)
     finally:
         guide.train(was_training)
@@ -49,4 +51,5 @@ def check_mode(mode: str, samples: int) -> None:
 @torch.no_grad()
 def readouts_with_weights(net: Callable, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Run ``net`` on ``x`` with its weight sites fixed to ``weights``."""
-    return poutine.condition(net, data=weights)(x).readouts
+    with local_params():
+        return poutine.condition(net, data=weights)(x).readouts

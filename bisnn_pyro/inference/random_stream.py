@@ -59,4 +59,7 @@ class RandomStream:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Take the generator states of ``state`` (``torch_rng``, and ``cuda_rng`` where the run
         drew on a GPU; one without it keeps this stream's CUDA state)."""
-        self.state = {**self.state, **{k: v for k, v in state.items() if k in ("torch_rng", "cuda_rng")}}
+        given = {k: v for k, v in state.items() if k in ("torch_rng", "cuda_rng")}
+        if "torch_rng" in given:
+            torch.Generator().set_state(given["torch_rng"])  # a state the CPU generator cannot take fails here
+        self.state = {**self.state, **given}

@@ -11,7 +11,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroParam
+
+from ..adapters.pyro_internals import LocalPyroModule
 
 
 def conv_synapse(
@@ -45,7 +47,7 @@ def max_pool(spikes: torch.Tensor, size: int) -> torch.Tensor:
     return pooled.reshape(*spikes.shape[:-3], *pooled.shape[-3:])
 
 
-class BinaryConv2d(PyroModule):
+class BinaryConv2d(LocalPyroModule):
     """Convolutional synapses ("same" padding, stride 1); +-1 weights under a binary prior."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = False):

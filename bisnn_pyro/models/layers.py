@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import torch
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroParam
+
+from ..adapters.pyro_internals import LocalPyroModule
 
 
 def linear_synapse(
@@ -30,7 +32,7 @@ def linear_synapse(
     return out if bias is None else out + bias
 
 
-class BinaryLinear(PyroModule):
+class BinaryLinear(LocalPyroModule):
     """Dense synapses; the weights are +-1 once a binary prior turns ``weight`` into a sample site."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False):

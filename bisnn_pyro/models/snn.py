@@ -8,6 +8,7 @@ from typing import NamedTuple, Sequence
 import torch
 from pyro.nn import PyroModule
 
+from ..adapters.pyro_internals import LocalPyroModule
 from .conv import BinaryConv2d, max_pool
 from .layers import BinaryLinear
 from .neurons import (
@@ -38,7 +39,7 @@ def random_sign_readout(num_classes: int, fan_in: int, generator: torch.Generato
     return torch.randint(0, 2, (num_classes, fan_in), generator=generator).float() * 2.0 - 1.0
 
 
-class DecolleNetwork(PyroModule):
+class DecolleNetwork(LocalPyroModule):
     """Layers of LIF neurons, each with a fixed random readout (DECOLLE); subclasses make the layers.
 
     Readout logits are ``readout_gain / sqrt(fan_in)`` times the +-1 projection of the spikes.
