@@ -3,6 +3,8 @@ parameter, divergence is explained from the values at hand, a run that did not l
 about, and the library leaves the caller's generators as they were."""
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -120,39 +122,34 @@ def test_a_stream_runs_on_its_own_state_and_a_fork_leaves_it_in_place():
     assert torch.equal(a, torch.rand(3))
 
 
-def test_the_fused_kernels_import_and_run_where_numba_cannot_write_its_cache(tmp_path):
-    """A read-only installation: numba finds no place for its cache; the kernels compile in memory."""
-    import subprocess
-    import sys
-
-    script = (
-        "import numba.core.caching as caching\n"
-        "caching.CacheImpl._locator_classes = []\n"
-        "from bisnn_pyro.inference import fused_kernels as k\n"
-        "import numpy as np\n"
-        "assert 0.0 <= k.uniform32(np.uint64(1), np.uint64(2)) < 1.0\n"
-        "print('ok')\n"
-    )
+def runs_in_a_fresh_process(*lines: str) -> None:
+    """The script ``lines`` runs in a new interpreter and ends by printing ok."""
+    script = "\n".join([*lines, "print('ok')"])
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_the_fused_kernels_import_and_run_where_numba_cannot_write_its_cache():
+    """A read-only installation: numba finds no place for its cache; the kernels compile in memory."""
+    runs_in_a_fresh_process(
+        "import numba.core.caching as caching",
+        "caching.CacheImpl._locator_classes = []",
+        "from bisnn_pyro.inference import fused_kernels as k",
+        "import numpy as np",
+        "assert 0.0 <= k.uniform32(np.uint64(1), np.uint64(2)) < 1.0",
+    )
 
 
 def test_importing_the_library_changes_no_pyro_setting_and_no_generator():
-    import subprocess
-    import sys
-
-    script = (
-        "import pyro, torch, random, numpy as np\n"
-        "settings = {name: pyro.settings.get(name) for name in ('module_local_params', 'validate_poutine')}\n"
-        "states = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())\n"
-        "import bisnn_pyro, bisnn_pyro.cli, bisnn_pyro.experiment\n"
-        "assert settings == {name: pyro.settings.get(name) for name in settings}, 'a setting changed'\n"
-        "assert torch.equal(states[0], torch.get_rng_state()) and states[1] == random.getstate()\n"
-        "assert (states[2] == np.random.get_state()[1]).all()\n"
-        "print('ok')\n"
+    runs_in_a_fresh_process(
+        "import pyro, torch, random, numpy as np",
+        "settings = {name: pyro.settings.get(name) for name in ('module_local_params', 'validate_poutine')}",
+        "states = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())",
+        "import bisnn_pyro, bisnn_pyro.cli, bisnn_pyro.experiment",
+        "assert settings == {name: pyro.settings.get(name) for name in settings}, 'a setting changed'",
+        "assert torch.equal(states[0], torch.get_rng_state()) and states[1] == random.getstate()",
+        "assert (states[2] == np.random.get_state()[1]).all()",
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
 def test_a_model_keeps_its_parameters_while_the_users_other_pyro_code_uses_the_global_store(tmp_path):
