@@ -1,0 +1,16 @@
+"""Studies: many runs of one base configuration, varied along named axes and seeds, and the
+statistics that aggregate them honestly (intervals over seeds, paired differences)."""
+
+from .spec import Arm, StudyRun, StudySpec, read_study
+from .statistics import Summary, bootstrap_interval, paired_difference, summarise
+
+__all__ = [
+    "Arm",
+    "StudyRun",
+    "StudySpec",
+    "Summary",
+    "bootstrap_interval",
+    "paired_difference",
+    "read_study",
+    "summarise",
+]
