@@ -99,6 +99,17 @@ def _parser() -> argparse.ArgumentParser:
     parts = commands.add_parser("parts", help="list the parts a configuration can name, with their options")
     parts.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE", help=PLUGINS.help)
 
+    study = commands.add_parser("study", help="many seeds and settings as one study: run it, report it")
+    study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
+    study_run = study_commands.add_parser("run", help="run (or finish) every run of a study file")
+    study_run.add_argument("study_file", metavar="STUDY.toml")
+    study_run.add_argument("--out", required=True, help="study folder: a run folder per arm and seed")
+    study_run.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    study_run.add_argument("--quiet", action="store_true", help="no progress bar")
+    study_report = study_commands.add_parser("report", help="runs.csv, summary over seeds, paired differences")
+    study_report.add_argument("study_dir", metavar="STUDY_DIR")
+    study_report.add_argument("--out", default=None, help="folder to write (default: STUDY_DIR/report)")
+
     report = commands.add_parser("report", help="figures, a Markdown table and InferenceData for run folders")
     report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     report.add_argument("--out", default="report", help="folder to write (default: ./report)")
@@ -227,6 +238,28 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report on {len(args.run_dirs)} run(s) -> {path}")
 
 
+def _study(args: argparse.Namespace) -> None:
+    from .studies import read_study
+    from .studies.report import write_study_report
+    from .studies.runner import run_study
+
+    if args.study_command == "report":
+        path = write_study_report(args.study_dir, args.out or Path(args.study_dir) / "report")
+        print(f"study report -> {path}")
+        return
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    outcomes = run_study(read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None)
+    failed = {folder: outcome for folder, outcome in outcomes.items() if outcome not in ("done", "skipped")}
+    for folder, outcome in failed.items():
+        print(f"bisnn-pyro: error: {Path(args.out) / folder}: {outcome}", file=sys.stderr)
+    done = sum(outcome == "done" for outcome in outcomes.values())
+    print(f"study {args.study_file}: {done} run(s) done, {len(outcomes) - done - len(failed)} finished before, "
+          f"{len(failed)} failed -> {args.out}")
+    if failed:
+        raise ConfigError(f"{len(failed)} of {len(outcomes)} runs failed (listed above); run the study again to retry them")
+
+
 def _datasets(args: argparse.Namespace) -> None:
     for name, spec in SPECS.items():
         status = "present" if spec.present(args.data_dir) else f"missing: expected {spec.layout}"
@@ -275,7 +308,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     if args.command == "train":
         _train(args, extra)
     else:
-        {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts}[args.command](args)
+        commands = {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts, "study": _study}
+        commands[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

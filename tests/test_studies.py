@@ -11,6 +11,16 @@ from bisnn_pyro.errors import ConfigError
 from bisnn_pyro.studies import bootstrap_interval, paired_difference, read_study, summarise
 
 
+TWO_RULES = """
+[[arms]]
+name = "bayes"
+set = { "training.rule" = "bayes" }
+[[arms]]
+name = "ste"
+set = { "training.rule" = "ste" }
+"""
+
+
 def test_summary_of_known_values():
     summary = summarise([1.0, 2.0, 3.0, 4.0])
     assert summary.n == 4 and summary.mean == 2.5
@@ -69,12 +79,7 @@ def test_arms_grid_zip_and_seeds_expand_to_runs(tmp_path):
         base = "run.toml"
         [base_config.data]
         train_size = 40
-        [[arms]]
-        name = "bayes"
-        set = { "training.rule" = "bayes" }
-        [[arms]]
-        name = "ste"
-        set = { "training.rule" = "ste" }
+        """ + TWO_RULES + """
         [grid]
         "training.kl_weight" = [0.5, 1.0]
         [zip]
@@ -117,3 +122,61 @@ def test_bad_study_files_give_one_line(tmp_path, text, message):
     with pytest.raises(ConfigError, match=None) as error:
         _study(tmp_path, text).runs()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+STUDY = """
+seeds = 2
+[base_config.model]
+hidden = [8]
+[base_config.data]
+steps = 20
+burn_in = 4
+train_size = 40
+test_size = 40
+[base_config.training]
+epochs = 2
+samples = 3
+""" + TWO_RULES
+
+
+def test_a_study_runs_on_a_pool_resumes_and_reports(tmp_path, capsys):
+    import csv
+    import json
+
+    from bisnn_pyro.cli import main
+
+    (tmp_path / "study.toml").write_text(STUDY)
+    out = tmp_path / "out"
+    assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    assert "4 run(s) done" in capsys.readouterr().out
+    finished = (out / "bayes" / "seed-1" / "scores.json").stat().st_mtime_ns
+    # a run interrupted after its first epoch (its scores gone, its checkpoint at epoch 1) is resumed
+    interrupted = out / "ste" / "seed-0"
+    (interrupted / "scores.json").unlink()
+    assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "1 run(s) done, 3 finished before, 0 failed" in capsys.readouterr().out
+    assert (out / "bayes" / "seed-1" / "scores.json").stat().st_mtime_ns == finished  # not run again
+    assert [json.loads(line)["epoch"] for line in (interrupted / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert main(["study", "report", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "report" / "runs.csv")))
+    assert sorted((r["arm"], r["seed"], r["mode"]) for r in rows) == [
+        ("bayes", "0", "ensemble"), ("bayes", "0", "map"), ("bayes", "1", "ensemble"), ("bayes", "1", "map"),
+        ("ste", "0", "map"), ("ste", "1", "map"),
+    ]
+    scores = json.loads((out / "ste" / "seed-1" / "scores.json").read_text())["map"]
+    row = next(r for r in rows if (r["arm"], r["seed"]) == ("ste", "1"))
+    assert float(row["ece"]) == scores["ece"] and row["training.rule"] == "ste"
+    paired = list(csv.DictReader(open(out / "report" / "paired.csv")))
+    assert {(p["first"], p["second"], p["mode"]) for p in paired} == {("bayes", "ste", "map")}
+
+
+def test_a_failed_run_is_recorded_and_does_not_stop_the_others(tmp_path, capsys):
+    from bisnn_pyro.cli import main
+
+    (tmp_path / "study.toml").write_text(STUDY.replace('name = "ste"\nset = { "training.rule" = "ste" }',
+                                                       'name = "huge"\nset = { "training.kl_weight" = 1e39 }'))
+    code = main(["study", "run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out"), "--workers", "2", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2 and "2 run(s) done, 0 finished before, 2 failed" in captured.out
+    assert captured.err.count("the KL weight 1e+39") == 2 and "2 of 4 runs failed" in captured.err
+    assert (tmp_path / "out" / "bayes" / "seed-0" / "scores.json").is_file()
