@@ -1,4 +1,5 @@
 import json
+import math
 import warnings
 
 import arviz as az
@@ -123,7 +124,8 @@ def test_report_command(runs, tmp_path, capsys):
     for rule in ("bayes", "ste", "fp"):
         assert f"| {rule} | {rule} | map |" in text
         assert (out / rule / "inference_data.nc").exists() and (out / rule / "reliability.png").exists()
-    assert "| bayes | bayes | ensemble |" in text and "az.compare" in text
+    assert "| bayes | bayes | ensemble |" in text and "## Held-out elpd, paired on the test points" in text
+    assert "elpd_loo" not in text and "elpd_waic" not in text  # not estimated on held-out points
     for figure in ("uncertainty", "ensemble_size", "anytime", "posterior"):
         assert (out / "bayes" / f"{figure}.png").exists()
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
@@ -131,3 +133,15 @@ def test_report_command(runs, tmp_path, capsys):
     assert facts["mi_near_data"] >= 0 and 0 <= facts["ood_auroc_mi"] <= 1
     code = main(["report", dirs[0], "--samples", "1", "--out", str(out)])
     assert code == 2 and "K >= 2" in capsys.readouterr().err
+
+
+def test_held_out_elpd_and_its_standard_error_by_hand():
+    """log p(y_i) is the log of the label's probability averaged over draws; the standard error of
+    the sum is sqrt(n) times the standard deviation of the pointwise values."""
+    from bisnn_pyro.report import _standard_error_of_sum, pointwise_lpd
+
+    draws = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], [[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]]])
+    labels = torch.tensor([0, 1, 0])
+    expected = torch.log(torch.tensor([0.8, 0.7, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(pointwise_lpd(draws, labels), expected)
+    assert _standard_error_of_sum(expected) == pytest.approx(math.sqrt(3) * float(expected.std()))
