@@ -125,7 +125,7 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
     if run.config.dataset == "two-moons":
         facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution))
     history = [record for record in run.metrics() if record.get("posterior")]
-    if history:
+    if history and not point_rule:  # a point estimate has no posterior to show
         plots.posterior_histograms(history, folder / "posterior.png", name)
     headline = map_probs if point_rule else ensemble_probs
     return RunReport(name, rows, facts, idata, pointwise_lpd(headline, test.y))

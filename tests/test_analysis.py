@@ -128,6 +128,7 @@ def test_report_command(runs, tmp_path, capsys):
     assert "elpd_loo" not in text and "elpd_waic" not in text  # not estimated on held-out points
     for figure in ("uncertainty", "ensemble_size", "anytime", "posterior"):
         assert (out / "bayes" / f"{figure}.png").exists()
+    assert not (out / "ste" / "posterior.png").exists() and not (out / "fp" / "posterior.png").exists()
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     facts = json.loads((out / "report.json").read_text())["facts"]["bayes"]
     assert facts["mi_near_data"] >= 0 and 0 <= facts["ood_auroc_mi"] <= 1

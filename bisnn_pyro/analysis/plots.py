@@ -12,8 +12,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-from .metrics import confidence_histogram, reliability_curve
+from .metrics import confidence_histogram, ece, reliability_curve
 
 
 def _subplots(rows: int, columns: int, width: float, height: float, **kwargs):
@@ -41,9 +42,12 @@ def reliability_diagram(
         filled = curve.count.numpy() > 0
         top, bottom = axes[0, column], axes[1, column]
         top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-        top.bar(
-            centres[filled], curve.accuracy.numpy()[filled], width=1 / bins, edgecolor="k", alpha=0.7, label="accuracy"
-        )
+        count, hit = curve.count.numpy()[filled], curve.accuracy.numpy()[filled]
+        spread = np.sqrt(hit * (1 - hit) / count)  # a bin's accuracy is a proportion of its count points
+        top.bar(centres[filled], hit, width=1 / bins, edgecolor="k", alpha=0.7, yerr=spread, capsize=2,
+                error_kw={"lw": 0.8}, label="accuracy (+- binomial s.e.)")
+        for x, y, n in zip(centres[filled], hit, count):
+            top.text(x, min(y + 0.03, 0.95), f"{int(n)}", ha="center", fontsize=6)
         top.plot(
             curve.confidence.numpy()[filled],
             curve.accuracy.numpy()[filled],
@@ -52,7 +56,9 @@ def reliability_diagram(
             ms=3,
             label="accuracy at mean confidence",
         )
-        top.set(title=f"{title} {name}".strip(), ylabel="accuracy in bin", xlim=(0, 1), ylim=(0, 1))
+        calibration = ece(probs, labels, bins)
+        top.set(title=f"{title} {name}: ECE {calibration:.3f}".strip(), ylabel="accuracy in bin (points above)",
+                xlim=(0, 1), ylim=(0, 1))
         top.legend(loc="upper left", fontsize=8)
         counts, edges = confidence_histogram(probs, bins)
         bottom.bar((edges[:-1] + edges[1:]).numpy() / 2, counts.numpy() / len(labels), width=1 / bins, edgecolor="k")
@@ -106,10 +112,13 @@ def posterior_histograms(history: Sequence[dict], path: str | Path, title: str =
 
 def comparison(table: Sequence[dict], path: str | Path, metrics: Sequence[str] = ("accuracy", "ece", "nll")) -> Path:
     """Side-by-side bars of ``metrics`` for every row (one row per run and prediction mode)."""
-    figure, axes = _subplots(1, len(metrics), 4 * len(metrics), 3.6)
-    names = [f"{row['run']}\n{row['mode']}" for row in table]
+    figure, axes = _subplots(1, len(metrics), 4 * len(metrics), 4.2)
+    modes = list(dict.fromkeys(row["mode"] for row in table))
+    colours = [f"C{modes.index(row['mode'])}" for row in table]
     for axis, metric in zip(axes[0], metrics):
-        axis.bar(range(len(table)), [row[metric] for row in table], color=[f"C{i}" for i in range(len(table))])
-        axis.set_xticks(range(len(table)), names, fontsize=7)
+        axis.bar(range(len(table)), [row[metric] for row in table], color=colours)
+        axis.set_xticks(range(len(table)), [row["run"] for row in table], fontsize=7, rotation=40, ha="right")
         axis.set(title=metric)
+    handles = [Patch(color=f"C{i}", label=mode) for i, mode in enumerate(modes)]
+    axes[0][-1].legend(handles=handles, title="prediction", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(figure, path)
