@@ -271,11 +271,22 @@ def test_resume_may_raise_the_epochs_and_records_them(tmp_path, capsys):
     assert len(metrics(out)) == 3
 
 
+def _install_entry_point(folder, monkeypatch, module):
+    """A distribution in ``folder`` whose entry point ``parts`` of bisnn_pyro.components is
+    ``module``, on the path, with the registry to look for entry points again."""
+    from bisnn_pyro.config import REGISTRY
+
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[bisnn_pyro.components]\nparts = {module}\n")
+    monkeypatch.syspath_prepend(str(folder))
+    REGISTRY.entry_points_loaded = False
+
+
 def test_an_installed_package_registers_parts_through_an_entry_point(tmp_path, capsys, monkeypatch):
     """A distribution declaring an entry point of the bisnn_pyro.components group: its parts are
     found by name with no --plugin, and the run records the module it needs."""
-    from bisnn_pyro.config import REGISTRY
-
     (tmp_path / "ep_parts.py").write_text(textwrap.dedent('''
         from bisnn_pyro.config import Option, register
         from bisnn_pyro.models import BinaryPrior
@@ -285,12 +296,7 @@ def test_an_installed_package_registers_parts_through_an_entry_point(tmp_path, c
             """A prior leaning towards -1."""
             return BinaryPrior(p)
     '''))
-    info = tmp_path / "ep_parts-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-parts\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[bisnn_pyro.components]\nparts = ep_parts\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    REGISTRY.entry_points_loaded = False
+    _install_entry_point(tmp_path, monkeypatch, "ep_parts")
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--prior", "leaning", *TINY, "--out", out)
     assert code == 0, err
@@ -372,15 +378,8 @@ def test_resume_refuses_fewer_epochs_than_trained(tmp_path, capsys):
 
 
 def test_a_broken_entry_point_gives_one_line_for_every_command(tmp_path, capsys, monkeypatch):
-    from bisnn_pyro.config import REGISTRY
-
     (tmp_path / "broken_parts.py").write_text("raise RuntimeError('half-installed')\n")
-    info = tmp_path / "broken_parts-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-parts\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[bisnn_pyro.components]\nparts = broken_parts\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    REGISTRY.entry_points_loaded = False
+    _install_entry_point(tmp_path, monkeypatch, "broken_parts")
     assert "entry point parts (broken_parts)" in one_line_error(capsys, "datasets")
 
 

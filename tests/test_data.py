@@ -13,6 +13,7 @@ from bisnn_pyro.data.digits_dvs import (
 from bisnn_pyro.data.events import DataError, EventFrames
 from bisnn_pyro.data.mnist_dvs import MNISTDVS, find_files, split_files
 from bisnn_pyro.data.tonic_sets import dvs_gesture, nmnist
+from event_files import nmnist_bytes
 
 EV = [("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")]
 
@@ -138,15 +139,6 @@ def test_mnist_dvs_missing_and_misnamed(tmp_path):
 
 
 # --- tonic sets (no download) ---------------------------------------------------------------
-
-
-def nmnist_bytes(x, y, p, t):
-    b = np.empty((len(x), 5), np.uint8)
-    t = np.asarray(t, np.uint32)
-    b[:, 0], b[:, 1] = x, y
-    b[:, 2] = (np.asarray(p, np.uint32) << 7) | (t >> 16) & 0x7F
-    b[:, 3], b[:, 4] = (t >> 8) & 0xFF, t & 0xFF
-    return b.tobytes()
 
 
 def test_nmnist_through_tonic_without_download(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from bisnn_pyro.data import aedat
 from bisnn_pyro.data.aedat import read_aedat2_dvs128, write_aedat2_dvs128
 from bisnn_pyro.data.events import DataError, EventFrames
 from bisnn_pyro.data.tonic_sets import dvs_gesture, nmnist
+from event_files import nmnist_bytes
 
 CASES = 200
 SECONDS = 5.0
@@ -47,15 +48,6 @@ def expect_frames_or_data_error(read, shape):
     else:
         assert tuple(frames.shape) == shape and ((frames == 0) | (frames == 1)).all()
     assert time.perf_counter() - start < SECONDS
-
-
-def nmnist_bytes(x, y, p, t):
-    b = np.empty((len(x), 5), np.uint8)
-    t = np.asarray(t, np.uint32)
-    b[:, 0], b[:, 1] = x, y
-    b[:, 2] = (np.asarray(p, np.uint32) << 7) | (t >> 16) & 0x7F
-    b[:, 3], b[:, 4] = (t >> 8) & 0xFF, t & 0xFF
-    return b.tobytes()
 
 
 def test_nmnist_reader_fuzzed(tmp_path, monkeypatch):
