@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from ..errors import TrainingDiverged
 from .bnn import BayesianSNN
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .direct import DirectELBO, DirectSVI
 from .fused import FusedOnline
 from .random_stream import RandomStream
@@ -249,9 +249,6 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.draws.load_state_dict(state)
         self.epoch = int(state["epoch"])
-
-    def resume(self, checkpoint_path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(checkpoint_path))
 
     def fit(
         self,
