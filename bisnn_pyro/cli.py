@@ -104,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     study_run = study_commands.add_parser("run", help="run (or finish) every run of a study file")
     study_run.add_argument("study_file", metavar="STUDY.toml")
     study_run.add_argument("--out", required=True, help="study folder: a run folder per arm and seed")
-    study_run.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    study_run.add_argument("--workers", type=int, default=None, help="local processes (default: one per core)")
+    study_run.add_argument("--ray", metavar="auto|ADDRESS", default=None,
+                           help="run as Ray tasks: auto (this machine's cluster, else a local one) or a cluster's address")
     study_run.add_argument("--quiet", action="store_true", help="no progress bar")
     study_report = study_commands.add_parser("report", help="runs.csv, summary over seeds, paired differences")
     study_report.add_argument("study_dir", metavar="STUDY_DIR")
@@ -249,7 +251,9 @@ def _study(args: argparse.Namespace) -> None:
         return
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    outcomes = run_study(read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None)
+    if args.ray is not None and args.workers is not None:
+        raise ConfigError("--workers sets the local pool; with --ray the cluster's CPUs set how many runs go at once")
+    outcomes = run_study(read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None, ray=args.ray)
     failed = {folder: outcome for folder, outcome in outcomes.items() if outcome not in ("done", "skipped")}
     for folder, outcome in failed.items():
         print(f"bisnn-pyro: error: {Path(args.out) / folder}: {outcome}", file=sys.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +15,14 @@ from tqdm.auto import tqdm
 from .analysis import plots
 from .analysis.curves import anytime_curve, ensemble_size_curve
 from .analysis.inference_data import build_inference_data, site_layout
-from .analysis.metrics import auroc, mutual_information, predictive_entropy, summary
+from .analysis.metrics import (
+    auroc,
+    mutual_information,
+    pointwise_lpd,
+    predictive_entropy,
+    prediction_scores,
+    standard_error_of_sum,
+)
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
 from .data import SpikeDataset
 from .experiment import ConfigError, Run, open_run
@@ -35,31 +41,8 @@ class RunReport:
     pointwise_lpd: torch.Tensor  # of its last row's predictor (the ensemble; a point rule's MAP)
 
 
-def pointwise_lpd(draw_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """log p(y_i | x_i) of each test point under the predictive distribution: the log of the
-    label's probability averaged over the K draws (log-mean-exp of the per-draw likelihoods)."""
-    picked = draw_probs.double().gather(-1, labels.view(1, -1, 1).expand(len(draw_probs), -1, 1)).squeeze(-1)
-    return torch.log(picked.mean(0).clamp_min(1e-300))
-
-
-def _standard_error_of_sum(pointwise: torch.Tensor) -> float:
-    """sqrt(n) times the standard deviation of ``pointwise``: the standard error of its sum."""
-    return math.sqrt(len(pointwise)) * pointwise.std().item() if len(pointwise) > 1 else math.nan
-
-
 def _row(run_name: str, rule: str, mode: str, draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    probs = draw_probs.mean(0)
-    lpd = pointwise_lpd(draw_probs, labels)
-    return {
-        "run": run_name,
-        "rule": rule,
-        "mode": mode,
-        **summary(probs, labels),
-        "entropy": predictive_entropy(probs).mean().item(),
-        "mi": mutual_information(draw_probs).mean().item(),
-        "elpd_test": lpd.sum().item(),
-        "elpd_test_se": _standard_error_of_sum(lpd),
-    }
+    return {"run": run_name, "rule": rule, "mode": mode, **prediction_scores(draw_probs, labels)}
 
 
 def two_moons_grid(resolution: int, steps: int, seed: int = 0):
@@ -209,9 +192,9 @@ def _elpd_differences(reports: list[RunReport]) -> list[str]:
     ]
     for name, values in sorted(lpd.items(), key=lambda item: -item[1].sum().item()):
         difference = lpd[best] - values
-        dse = _standard_error_of_sum(difference) if name != best else 0.0
+        dse = standard_error_of_sum(difference) if name != best else 0.0
         lines.append(
-            f"| {name} | {values.sum().item():.2f} | {_standard_error_of_sum(values):.2f} | "
+            f"| {name} | {values.sum().item():.2f} | {standard_error_of_sum(values):.2f} | "
             f"{difference.sum().item():.2f} | {dse:.2f} |"
         )
     return lines + [""]

@@ -139,10 +139,10 @@ def test_report_command(runs, tmp_path, capsys):
 def test_held_out_elpd_and_its_standard_error_by_hand():
     """log p(y_i) is the log of the label's probability averaged over draws; the standard error of
     the sum is sqrt(n) times the standard deviation of the pointwise values."""
-    from bisnn_pyro.report import _standard_error_of_sum, pointwise_lpd
+    from bisnn_pyro.analysis.metrics import pointwise_lpd, standard_error_of_sum
 
     draws = torch.tensor([[[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], [[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]]])
     labels = torch.tensor([0, 1, 0])
     expected = torch.log(torch.tensor([0.8, 0.7, 0.5], dtype=torch.float64))
     torch.testing.assert_close(pointwise_lpd(draws, labels), expected)
-    assert _standard_error_of_sum(expected) == pytest.approx(math.sqrt(3) * float(expected.std()))
+    assert standard_error_of_sum(expected) == pytest.approx(math.sqrt(3) * float(expected.std()))

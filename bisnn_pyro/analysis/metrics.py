@@ -8,6 +8,7 @@ entropy E_w H[p] (aleatoric) and the mutual information between prediction and w
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -120,6 +121,18 @@ def mutual_information(draw_probs: torch.Tensor) -> torch.Tensor:
     return (predictive_entropy(draw_probs) - expected_entropy(draw_probs)).clamp_min(0.0)
 
 
+def pointwise_lpd(draw_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p(y_i | x_i) of each test point under the predictive distribution: the log of the
+    label's probability averaged over the K draws (log-mean-exp of the per-draw likelihoods)."""
+    picked = draw_probs.double().gather(-1, labels.view(1, -1, 1).expand(len(draw_probs), -1, 1)).squeeze(-1)
+    return torch.log(picked.mean(0).clamp_min(1e-300))
+
+
+def standard_error_of_sum(pointwise: torch.Tensor) -> float:
+    """sqrt(n) times the standard deviation of ``pointwise``: the standard error of its sum."""
+    return math.sqrt(len(pointwise)) * pointwise.std().item() if len(pointwise) > 1 else math.nan
+
+
 def auroc(in_scores: torch.Tensor, out_scores: torch.Tensor) -> float:
     """Area under the ROC curve of a score meant to be higher on out-of-distribution inputs:
     P(score_out > score_in) + 0.5 P(tie), from ranks (Mann-Whitney U)."""
@@ -142,4 +155,19 @@ def summary(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[s
         "brier": brier(probs, labels),
         "ece": ece(probs, labels, bins),
         "mce": mce(probs, labels, bins),
+    }
+
+
+def prediction_scores(draw_probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
+    """Every score of one predictor from its per-draw probabilities (K, N, C): the :func:`summary`
+    of the averaged prediction, mean predictive entropy and mutual information, and the held-out
+    elpd (the sum of :func:`pointwise_lpd`) with its standard error."""
+    probs = draw_probs.mean(0)
+    lpd = pointwise_lpd(draw_probs, labels)
+    return {
+        **summary(probs, labels, bins),
+        "entropy": predictive_entropy(probs).mean().item(),
+        "mi": mutual_information(draw_probs).mean().item(),
+        "elpd_test": lpd.sum().item(),
+        "elpd_test_se": standard_error_of_sum(lpd),
     }

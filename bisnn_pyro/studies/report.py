@@ -1,6 +1,7 @@
 """A study's tables: one tidy row per run and prediction mode (``runs.csv``), each arm's metrics
 over its seeds (``summary.csv``, ``summary.md``: mean, standard deviation, 95 % bootstrap interval)
-and paired differences between arms over the seeds they share (``paired.csv``)."""
+and paired differences over the seeds two predictors share (``paired.csv``, ``paired.md``): two
+arms on the same data in one prediction mode, or two modes of one arm."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from ..errors import ConfigError
 from .runner import SCORES_FILE, STUDY_FILE
 from .statistics import paired_difference, summarise
 
-METRICS = ("accuracy", "nll", "brier", "ece")
+SCORES = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
+METRICS = SCORES[:-1]  # summarised over seeds (a standard error's mean says nothing)
+PAIRED_MD = ("accuracy", "nll", "ece", "elpd_test")  # the paired table in Markdown; paired.csv has all
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
@@ -34,14 +37,22 @@ def study_rows(study_dir: str | Path) -> list[dict[str, Any]]:
     if not listing.is_file():
         raise ConfigError(f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first")
     rows = []
-    for run in json.loads(listing.read_text()):
+    for run in json.loads(listing.read_text())["runs"]:
         scores_path = study_dir / run["folder"] / SCORES_FILE
         if not scores_path.is_file():
             continue
         for mode, scores in json.loads(scores_path.read_text()).items():
-            rows.append({"arm": run["arm"], "seed": run["seed"], "mode": mode,
-                         **{m: scores[m] for m in METRICS}, **_flat(run["config"])})
+            rows.append({"arm": run["arm"], "seed": run["seed"], "mode": mode, "samples": scores["samples"],
+                         **{m: scores[m] for m in SCORES}, **_flat(run["config"])})
     return rows
+
+
+def _comparable(first: tuple[str, str], second: tuple[str, str], data: dict[str, str], headline: set) -> bool:
+    """Two predictors (arm, mode) compare in pairs when they are one arm's two modes, or two arms
+    on the same data in one mode or in their headline modes (the ensemble, else the MAP)."""
+    if first[0] == second[0]:
+        return True
+    return data[first[0]] == data[second[0]] and (first[1] == second[1] or {first, second} <= headline)
 
 
 def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
@@ -62,18 +73,21 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
             summary.append({"arm": arm, "mode": mode, "metric": metric, "n": s.n, "mean": s.mean, "sd": s.sd,
                             "low": s.low, "high": s.high})
     _write_csv(out / "summary.csv", summary)
+    data = {row["arm"]: json.dumps({k: v for k, v in row.items() if k.startswith("data.")}, sort_keys=True) for row in rows}
+    headline = {(arm, "ensemble" if (arm, "ensemble") in by_arm else "map") for arm, _ in by_arm}
     paired = []
-    for (first, second) in itertools.combinations(sorted(by_arm), 2):
-        if first[1] != second[1] or not set(by_arm[first]) & set(by_arm[second]):
-            continue  # pairs within one prediction mode, over shared seeds
+    for first, second in itertools.combinations(sorted(by_arm), 2):
+        if not _comparable(first, second, data, headline) or not set(by_arm[first]) & set(by_arm[second]):
+            continue
         for metric in METRICS:
             values = [{seed: row[metric] for seed, row in by_arm[key].items()} for key in (first, second)]
             d = paired_difference(*values)
-            paired.append({"first": first[0], "second": second[0], "mode": first[1], "metric": metric, "seeds": d.summary.n,
-                           "mean_difference": d.summary.mean, "low": d.summary.low, "high": d.summary.high,
-                           "first_lower_in": d.first_lower})
+            paired.append({"first": f"{first[0]} {first[1]}", "second": f"{second[0]} {second[1]}", "metric": metric,
+                           "seeds": d.summary.n, "mean_difference": d.summary.mean, "low": d.summary.low,
+                           "high": d.summary.high, "first_lower_in": d.first_lower})
     if paired:
         _write_csv(out / "paired.csv", paired)
+        _write_paired_markdown(out / "paired.md", paired)
     lines = ["| arm | mode | n | " + " | ".join(METRICS) + " |", "|" + " --- |" * (3 + len(METRICS))]
     for (arm, mode), seeds in sorted(by_arm.items()):
         cells = [next(s for s in summary if (s["arm"], s["mode"], s["metric"]) == (arm, mode, m)) for m in METRICS]
@@ -83,6 +97,23 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
         "Mean over seeds [95 % bootstrap interval of the mean; nan with one seed].\n\n" + "\n".join(lines) + "\n"
     )
     return out
+
+
+def _write_paired_markdown(path: Path, paired: list[dict[str, Any]]) -> None:
+    table = ["| first | second | seeds | " + " | ".join(f"{m} (first - second)" for m in PAIRED_MD) + " |",
+             "|" + " --- |" * (3 + len(PAIRED_MD))]
+    pairs: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in paired:
+        pairs.setdefault((row["first"], row["second"]), {})[row["metric"]] = row
+    for (first, second), metrics in pairs.items():
+        cells = [metrics[m] for m in PAIRED_MD]
+        table.append(f"| {first} | {second} | {cells[0]['seeds']} | " + " | ".join(
+            f"{c['mean_difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] ({c['first_lower_in']} lower)" for c in cells
+        ) + " |")
+    path.write_text(
+        "Per-seed differences, first minus second: their mean [95 % bootstrap interval] and in how many "
+        "seeds the first was lower.\n\n" + "\n".join(table) + "\n"
+    )
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

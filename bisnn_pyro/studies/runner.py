@@ -1,9 +1,11 @@
 """Running a study: every run an ordinary run folder under the study's folder, on a pool of
-processes (one torch thread each), resumable, a failed run recorded without stopping the others.
+local processes (one torch thread each) or as tasks on a Ray cluster; resumable, a failed run
+recorded without stopping the others.
 
-``DIR/study.json`` lists the runs (arm, seed, folder, configuration); each run folder gets
-``scores.json`` (its test-set scores per prediction mode) when it finishes.  Running the study
-again skips finished runs and resumes interrupted ones from their checkpoints.
+``DIR/study.json`` lists the runs (arm, seed, folder, configuration) and the ensemble sizes to
+score; each run folder gets ``scores.json`` (its test-set scores per prediction mode) when it
+finishes.  Running the study again skips finished runs and resumes interrupted ones from their
+checkpoints.
 """
 
 from __future__ import annotations
@@ -13,42 +15,94 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-from ..errors import BisnnError, one_line
-from .spec import StudyRun, StudySpec
+from ..errors import BisnnError, ConfigError, one_line
+from .spec import StudySpec
 
 STUDY_FILE, SCORES_FILE = "study.json", "scores.json"
 
 
-def run_study(spec: StudySpec, out: str | Path, workers: int | None = None, progress: bool | None = None) -> dict[str, str]:
+def run_study(
+    spec: StudySpec,
+    out: str | Path,
+    workers: int | None = None,
+    progress: bool | None = None,
+    ray: str | None = None,
+) -> dict[str, str]:
     """Run every run of ``spec`` under ``out``; returns each run folder's outcome: "done",
-    "skipped" (finished before) or its one-line error."""
+    "skipped" (finished before) or its one-line error.
+
+    Locally the runs share a pool of ``workers`` processes (default: one per core).  With ``ray``
+    ("auto": the Ray cluster this process or machine belongs to, else a new local one; or a
+    cluster's address) each run is a Ray task asking for one CPU, and a GPU when it trains on one.
+    """
     out = Path(out)
     runs = spec.runs()
     out.mkdir(parents=True, exist_ok=True)
     listing = [{"arm": r.arm, "seed": r.seed, "folder": r.folder, "config": r.config.to_dict()} for r in runs]
-    (out / STUDY_FILE).write_text(json.dumps(listing, indent=2) + "\n")
+    study = {"ensemble_sizes": list(spec.ensemble_sizes), "runs": listing}
+    (out / STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
     outcomes = {r.folder: "skipped" for r in runs if (out / r.folder / SCORES_FILE).is_file()}
-    todo = [r for r in runs if r.folder not in outcomes]
-    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    jobs = [(str(out / r.folder), r.config.to_dict(), spec.ensemble_sizes) for r in runs if r.folder not in outcomes]
+    execute = _ray_tasks(ray) if ray is not None else _local_pool(workers)
     bar = tqdm(total=len(runs), initial=len(outcomes), desc="study", unit="run", disable=None if progress is None else not progress)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, str(out / r.folder), r.config.to_dict()): r for r in todo}
-        for future in as_completed(futures):
-            outcomes[futures[future].folder] = future.result()
-            bar.update()
+    for folder, outcome in execute(jobs):
+        outcomes[Path(folder).relative_to(out).as_posix()] = outcome
+        bar.update()
     bar.close()
     return {r.folder: outcomes[r.folder] for r in runs}
 
 
-def _run_one(folder: str, config: dict[str, Any]) -> str:
-    """Train (or resume) one run in a worker process and score it: "done", or the one-line error."""
+Job = tuple[str, dict, Sequence[int]]
+Executor = Callable[[list[Job]], Iterator[tuple[str, str]]]
+
+
+def _local_pool(workers: int | None) -> Executor:
+    def execute(jobs: list[Job]) -> Iterator[tuple[str, str]]:
+        if not jobs:
+            return
+        count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+        with ProcessPoolExecutor(count, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, *job): job[0] for job in jobs}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+    return execute
+
+
+def _ray_tasks(address: str) -> Executor:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('--ray needs Ray, which is not installed: pip install "bisnn-pyro[cluster]"') from None
+
+    def execute(jobs: list[Job]) -> Iterator[tuple[str, str]]:
+        if not ray.is_initialized():
+            try:
+                ray.init(address=None if address == "auto" else address, log_to_driver=False)
+            except (ConnectionError, ValueError, RuntimeError) as error:
+                raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {one_line(error)}") from None
+        task = ray.remote(run_one)
+        pending = {}
+        for folder, config, sizes in jobs:
+            gpus = 1 if str(config["training"].get("device") or "cpu").startswith("cuda") else 0
+            pending[task.options(num_cpus=1, num_gpus=gpus, max_retries=0).remote(folder, config, sizes)] = folder
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for reference in finished:
+                yield pending.pop(reference), ray.get(reference)
+
+    return execute
+
+
+def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] = ()) -> str:
+    """Train (or resume) one run with one torch thread, score it and write its ``scores.json``:
+    returns "done", or the run's one-line error (a bug in one run must not stop the others)."""
     import torch
 
-    from ..config.components import part
     from ..config.run import ExperimentConfig
     from ..experiment import CHECKPOINT_FILE, create_run, open_run
 
@@ -58,12 +112,30 @@ def _run_one(folder: str, config: dict[str, Any]) -> str:
         resuming = (path / CHECKPOINT_FILE).is_file()
         run = open_run(path, write=True) if resuming else create_run(ExperimentConfig(config), path)
         run.fit(progress=False)
-        modes = ["map"] if part("guide", run.config.guide).point_estimate else ["ensemble", "map"]
-        scores = {mode: run.evaluate(mode) for mode in modes}
+        scores = score_run(run, ensemble_sizes)
         run.close()
         (path / SCORES_FILE).write_text(json.dumps(scores) + "\n")
         return "done"
     except BisnnError as error:
         return one_line(error)
-    except Exception as error:  # a bug in one run must not stop the others
+    except Exception as error:
         return f"internal error ({type(error).__name__}: {one_line(error)})"
+
+
+def score_run(run, ensemble_sizes: Sequence[int] = ()) -> dict[str, dict[str, float]]:
+    """Test-set scores of a trained run per prediction mode: ``map``, and unless its guide is a
+    point estimate ``ensemble`` (K = the run's ``samples``) and ``ensemble-K<k>`` for each of
+    ``ensemble_sizes`` (the first k of one set of draws, so the sizes are nested)."""
+    from ..analysis.metrics import prediction_scores
+    from ..config.components import part
+
+    map_probs, labels = run.test_predictions("map", 1)
+    scores = {"map": {**prediction_scores(map_probs, labels), "samples": 1}}
+    if part("guide", run.config.guide).point_estimate:
+        return scores
+    samples = run.config.samples
+    draw_probs, labels = run.test_predictions("ensemble", max([samples, *ensemble_sizes]))
+    scores["ensemble"] = {**prediction_scores(draw_probs[:samples], labels), "samples": samples}
+    for k in ensemble_sizes:
+        scores[f"ensemble-K{k}"] = {**prediction_scores(draw_probs[:k], labels), "samples": k}
+    return scores

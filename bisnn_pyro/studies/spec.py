@@ -7,9 +7,12 @@
     [base_config.training]             # ... and/or its sections written here (they win)
     epochs = 30
 
+    ensemble_sizes = [1, 3, 30]        # also score the ensemble of each of these many draws
+
     [[arms]]                           # named arms, each a set of options (default: one arm)
     name = "bayes"
     set = { "training.rule" = "bayes" }
+    seeds = 3                          # this arm's own seeds (default: the study's)
     [[arms]]
     name = "ste"
     set = { "training.rule" = "ste" }
@@ -40,7 +43,7 @@ from typing import Any, Mapping
 from ..config.run import ExperimentConfig, merge, read_config_file, sectioned
 from ..errors import ConfigError
 
-KEYS = ("seeds", "base", "base_config", "arms", "grid", "zip")
+KEYS = ("seeds", "base", "base_config", "ensemble_sizes", "arms", "grid", "zip")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Arm:
 
     name: str
     options: dict[str, Any]
+    seeds: tuple[int, ...] | None = None  # None: the study's
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,13 @@ class StudySpec:
     base: dict[str, Any]
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
+    ensemble_sizes: tuple[int, ...] = ()
 
     def runs(self) -> list[StudyRun]:
         """Every arm x seed, resolved and checked."""
         runs = []
         for arm in self.arms:
-            for seed in self.seeds:
+            for seed in arm.seeds or self.seeds:
                 layer = _layer({**arm.options, "training.seed": seed}, f"arm {arm.name!r}")
                 try:
                     config = ExperimentConfig(merge(self.base, layer))
@@ -95,10 +100,14 @@ def read_study(path: str | Path) -> StudySpec:
         base = sectioned(read_config_file(path.parent / values["base"]))
     if "base_config" in values:
         base = merge(base, sectioned(_table(values["base_config"], "base_config", path)))
-    return StudySpec(base, tuple(_arms(values, path)), _seeds(values.get("seeds", [0]), path))
+    sizes = values.get("ensemble_sizes", [])
+    if not isinstance(sizes, list) or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes):
+        raise ConfigError(f"{path}: ensemble_sizes must be a list of draw counts >= 1, got {sizes!r}")
+    seeds = _seeds(values.get("seeds", [0]), path)
+    return StudySpec(base, tuple(_arms(values, path)), seeds, tuple(sorted(set(sizes))))
 
 
-def _seeds(value: Any, path: Path) -> tuple[int, ...]:
+def _seeds(value: Any, path: Path | str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
@@ -129,17 +138,18 @@ def _arms(values: Mapping[str, Any], path: Path) -> list[Arm]:
                 varied = {**dict(zip(grid, combination)), **row}
                 label = "-".join(f"{key.rpartition('.')[2]}={value}" for key, value in varied.items())
                 name = "-".join(part for part in (arm.name, label) if part) or "base"
-                arms.append(Arm(name, {**arm.options, **varied}))
+                arms.append(Arm(name, {**arm.options, **varied}, arm.seeds))
     return arms
 
 
 def _named_arm(arm: Any, path: Path) -> Arm:
     if not isinstance(arm, dict) or not isinstance(arm.get("name"), str) or not arm["name"]:
         raise ConfigError(f"{path}: each [[arms]] needs a name, got {arm!r}")
-    extra = sorted(set(arm) - {"name", "set"})
+    extra = sorted(set(arm) - {"name", "set", "seeds"})
     if extra:
-        raise ConfigError(f"{path}: arm {arm['name']!r}: unknown key {extra[0]!r}; an arm takes name and set")
-    return Arm(arm["name"], dict(_table(arm.get("set", {}), f"arm {arm['name']!r} set", path)))
+        raise ConfigError(f"{path}: arm {arm['name']!r}: unknown key {extra[0]!r}; an arm takes name, set and seeds")
+    seeds = _seeds(arm["seeds"], f"{path}: arm {arm['name']!r}") if "seeds" in arm else None
+    return Arm(arm["name"], dict(_table(arm.get("set", {}), f"arm {arm['name']!r} set", path)), seeds)
 
 
 def _zip_rows(table: Mapping[str, Any], path: Path) -> list[dict[str, Any]]:
