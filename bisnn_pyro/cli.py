@@ -20,7 +20,7 @@ from . import __version__
 from .config.options import ConfigError, Text
 from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_file, sectioned
 from .data.registry import SPECS
-from .experiment import create_run, open_run
+from .experiment import Run, create_run, open_run
 from .errors import BisnnError, one_line
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
@@ -84,6 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         help="continue the run in --out up to --epochs (its other settings come from its config.json)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training under torchrun (--nproc-per-node N): each process a shard of every minibatch",
+    )
 
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set", allow_abbrev=False)
     evaluate.add_argument("run_dir")
@@ -122,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMAND_OPTIONS = {"config", "set", "plugins", "out", "resume", "quiet", "command"}
+COMMAND_OPTIONS = {"config", "set", "plugins", "out", "resume", "quiet", "distributed", "command"}
 
 
 def _option(key: str, value, where: str) -> dict:
@@ -188,17 +193,52 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
             raise ConfigError(
                 f"--resume continues the run as its config.json says; only --epochs may be given (got {', '.join(named)})"
             )
-        run = open_run(args.out, write=True)
-        epochs = getattr(args, "training.epochs", None)
-        if epochs is not None:
-            run.config = run.config.replaced(epochs=Text(epochs))
-            if run.config.epochs < run.trainer.epoch:
-                raise ConfigError(
-                    f"--epochs {run.config.epochs}: {args.out} has trained {run.trainer.epoch} epochs already"
-                )
-            run.write_config()
+        config = None
     else:
-        run = create_run(ExperimentConfig(_raw_config(args, extra)), args.out)
+        config = ExperimentConfig(_raw_config(args, extra))
+    if not args.distributed:
+        return _fit_and_summarise(_start_run(args, config), args)
+    from .inference.distributed import DataParallel
+
+    parallel = DataParallel.from_environment((config or _saved_config(args.out)).device)
+    try:
+        try:
+            run, error = _start_run(args, config, parallel), None
+        except BisnnError as failure:
+            run, error = None, failure
+        if not parallel.agree(error is None):  # every process starts, or none trains
+            raise error or ConfigError(f"process {parallel.rank}: another process of the run could not start (its error above)")
+        if parallel.writes:
+            _fit_and_summarise(run, args)
+        else:
+            run.fit(run.config.epochs, progress=False)
+    finally:
+        parallel.close()
+
+
+def _saved_config(out: str) -> ExperimentConfig:
+    path = Path(out) / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"no config.json in {out}: nothing to resume")
+    return ExperimentConfig.from_dict(read_config_file(path), saved=True)
+
+
+def _start_run(args: argparse.Namespace, config: ExperimentConfig | None, parallel=None) -> Run:
+    """The run to train: a new one from ``config``, or (``config`` None) the run in ``--out`` to resume."""
+    if config is not None:
+        return create_run(config, args.out, parallel)
+    run = open_run(args.out, write=parallel is None or parallel.writes, parallel=parallel)
+    epochs = getattr(args, "training.epochs", None)
+    if epochs is not None:
+        run.config = run.config.replaced(epochs=Text(epochs))
+        if run.config.epochs < run.trainer.epoch:
+            raise ConfigError(f"--epochs {run.config.epochs}: {args.out} has trained {run.trainer.epoch} epochs already")
+        if run.lock is not None:
+            run.write_config()
+    return run
+
+
+def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     run.fit(run.config.epochs, progress=False if args.quiet else None)
     seconds = time.perf_counter() - start

@@ -26,6 +26,7 @@ from .data.registry import SPECS, load_dataset
 from .inference import BayesianSNN, Trainer
 from .errors import CheckpointError, one_line
 from .inference.checkpoint import load_checkpoint, remove_unfinished_writes
+from .inference.distributed import DataParallel
 from .inference.predict import check_mode, point_weights
 from .inference.random_stream import RandomStream
 from .inference.rules import Rule, build as build_part, build_rule
@@ -128,8 +129,9 @@ def check_training_memory(config: ExperimentConfig, frame_shape: tuple[int, ...]
     require_memory(needed, f"training ({weights:,} weights, {neurons:,} neurons, batch {config.batch_size})", config.device)
 
 
-def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
-    """The model of ``config`` with its parts, and a trainer ready for epoch 1."""
+def build(config: ExperimentConfig, train, parallel: DataParallel | None = None) -> tuple[BayesianSNN, Trainer]:
+    """The model of ``config`` with its parts, and a trainer ready for epoch 1 (``parallel``: this
+    process's place in data-parallel training)."""
     draws = RandomStream(config.seed, config.device)
     with draws:  # the guide's initial values, then the training's draws
         bsnn, rule = _build_model(config, train)
@@ -148,6 +150,7 @@ def build(config: ExperimentConfig, train) -> tuple[BayesianSNN, Trainer]:
             engine=config.engine,
             device=config.device,
             draws=draws,
+            parallel=parallel,
         )
     except CompositionError as error:  # parts or an engine that cannot run this configuration say why
         raise ConfigError(f"--engine {config.engine}: {error}" if config.engine != "auto" else str(error)) from None
@@ -200,14 +203,17 @@ class Run:
         (self.directory / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
 
     def fit(self, epochs: int | None = None, progress: bool | None = None) -> list[dict]:
-        """Train, recording per epoch the loss and, for sign posteriors, each layer's diagnostics."""
-        if self.lock is None:
+        """Train, recording per epoch the loss and, for sign posteriors, each layer's diagnostics
+        (in data-parallel training, the process of rank 0 records; the others only train)."""
+        parallel = self.trainer.parallel
+        follower = parallel is not None and not parallel.writes
+        if self.lock is None and not follower:
             raise RuntimeError(f"{self.directory} was opened for reading; open it with open_run(..., write=True) to train it")
         return self.trainer.fit(
             epochs or self.config.epochs,
-            run_dir=self.directory,
+            run_dir=None if follower else self.directory,
             evaluate=lambda: {"posterior": posterior_diagnostics(self.bsnn)},
-            progress=progress,
+            progress=False if follower else progress,
             record={
                 "run": {
                     "label": self.config.label,
@@ -264,13 +270,16 @@ class Run:
         require_memory(needed, f"predicting {points:,} sequences with K={samples:,} weight draws", self.config.device)
 
 
-def create_run(config: ExperimentConfig, directory: str | Path) -> Run:
+def create_run(config: ExperimentConfig, directory: str | Path, parallel: DataParallel | None = None) -> Run:
     """A new run in ``directory``, locked for this process's writes; refuses a folder that already
-    holds a run, or that another process is writing."""
+    holds a run, or that another process is writing.  In data-parallel training (``parallel``)
+    the processes other than rank 0 build the same run without touching the folder."""
     directory = Path(directory)
     _refuse_a_run_in(directory)
     train, test = load_data(config)
-    bsnn, trainer = build(config, train)
+    bsnn, trainer = build(config, train, parallel)
+    if parallel is not None and not parallel.writes:
+        return Run(directory, config, train, test, bsnn, trainer)
     directory.mkdir(parents=True, exist_ok=True)
     lock = RunLock(directory)
     _refuse_a_run_in(directory)  # again: another process may have made one meanwhile
@@ -287,11 +296,14 @@ def _refuse_a_run_in(directory: Path) -> None:
         raise ConfigError(f"{directory} already holds a run; pass --resume to continue it or choose another --out")
 
 
-def open_run(directory: str | Path, device: str | None = None, *, write: bool = False) -> Run:
+def open_run(
+    directory: str | Path, device: str | None = None, *, write: bool = False, parallel: DataParallel | None = None
+) -> Run:
     """Rebuild a run from its folder and load its latest checkpoint (onto ``device`` if given,
     else the device it was trained on).  ``write``: to train it further, holding its lock; the
     metrics are brought in line with the checkpoint (lines of epochs after it dropped, its own
-    restored), and writes a killed process left unfinished are removed."""
+    restored), and writes a killed process left unfinished are removed.  ``parallel``: to train
+    it data-parallel (only rank 0 may open it to write)."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
@@ -305,7 +317,7 @@ def open_run(directory: str | Path, device: str | None = None, *, write: bool = 
     if device is not None:
         config = config.replaced(device=device)
     train, test = load_data(config)
-    bsnn, trainer = build(config, train)
+    bsnn, trainer = build(config, train, parallel)
     run = Run(directory, config, train, test, bsnn, trainer, lock)
     if write:
         remove_unfinished_writes(run.checkpoint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +18,7 @@ from .analysis.curves import anytime_curve, ensemble_size_curve
 from .analysis.inference_data import build_inference_data, site_layout
 from .analysis.metrics import (
     auroc,
+    ece,
     mutual_information,
     pointwise_lpd,
     predictive_entropy,
@@ -29,6 +31,7 @@ from .experiment import ConfigError, Run, open_run
 from .config.components import part
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
+DRAW_ORDERS = 50  # random orders of the draws behind the ensemble-size curve's band
 NEAR, FAR = 0.1, 0.5  # distances to the nearest training point that count as on / far from the data
 
 
@@ -42,7 +45,22 @@ class RunReport:
 
 
 def _row(run_name: str, rule: str, mode: str, draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    return {"run": run_name, "rule": rule, "mode": mode, **prediction_scores(draw_probs, labels)}
+    scores = prediction_scores(draw_probs, labels)
+    return {"run": run_name, "rule": rule, "mode": mode, **scores, **standard_errors(draw_probs.mean(0), labels, scores)}
+
+
+def standard_errors(probs: torch.Tensor, labels: torch.Tensor, scores: dict, resamples: int = 200) -> dict:
+    """Standard errors over the test points: binomial for accuracy, from the pointwise log
+    likelihoods for the NLL (the ensemble's: elpd_test_se / n), by a seeded bootstrap of the
+    points for the ECE."""
+    n = len(labels)
+    generator = torch.Generator().manual_seed(0)
+    resampled = [ece(probs[i], labels[i]) for i in torch.randint(n, (resamples, n), generator=generator)]
+    return {
+        "accuracy_se": math.sqrt(scores["accuracy"] * (1 - scores["accuracy"]) / n),
+        "nll_se": scores["elpd_test_se"] / n,
+        "ece_se": float(np.std(resampled, ddof=1)),
+    }
 
 
 def two_moons_grid(resolution: int, steps: int, seed: int = 0):
@@ -96,11 +114,12 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
     if not point_rule:
         anytime[f"ensemble K={draws}"] = anytime_curve(ensemble_readouts, test.y, burn_in)
         plots.metric_curves(
-            {name: ensemble_size_curve(ensemble_probs, test.y)},
+            {name: ensemble_size_curve(ensemble_probs, test.y, orders=DRAW_ORDERS)},
             "samples",
             folder / "ensemble_size.png",
             "ensemble size K",
             name,
+            band=f"5-95 % over {DRAW_ORDERS} orders of the draws",
         )
     plots.metric_curves(anytime, "step", folder / "anytime.png", "time steps read", name)
 
@@ -163,8 +182,7 @@ def write_report(
     if samples < 2:
         raise ValueError(f"the report needs K >= 2 weight draws, got {samples}")
     out = Path(out)
-    names = [Path(d).name or "run" for d in run_dirs]
-    names = [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
+    names = run_names(run_dirs)
     reports = []
     for name, directory in tqdm(
         list(zip(names, run_dirs)), desc="report", unit="run", disable=None if progress is None else not progress
@@ -173,6 +191,15 @@ def write_report(
     rows = [row for report in reports for row in report.rows]
     plots.comparison(rows, out / "comparison.png")
     return _write_markdown(out, reports, rows, samples)
+
+
+def run_names(run_dirs: Sequence[str | Path]) -> list[str]:
+    """A distinct name per run folder: its name, or where names repeat (a study's ``seed-0`` of
+    each arm) its parent's name too (``bayes-seed-0``), or failing that its position."""
+    paths = [Path(d).resolve() for d in run_dirs]
+    names = [p.name or "run" for p in paths]
+    names = [n if names.count(n) == 1 else f"{p.parent.name}-{n}" for p, n in zip(paths, names)]
+    return [n if names.count(n) == 1 else f"{n}-{i}" for i, n in enumerate(names)]
 
 
 def _elpd_differences(reports: list[RunReport]) -> list[str]:

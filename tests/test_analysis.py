@@ -146,3 +146,42 @@ def test_held_out_elpd_and_its_standard_error_by_hand():
     expected = torch.log(torch.tensor([0.8, 0.7, 0.5], dtype=torch.float64))
     torch.testing.assert_close(pointwise_lpd(draws, labels), expected)
     assert standard_error_of_sum(expected) == pytest.approx(math.sqrt(3) * float(expected.std()))
+
+
+def test_the_ensemble_size_band_over_draw_orders():
+    """At k = K every order gives the whole ensemble (the band closes on it); at k = 1 the band
+    spans the single draws' accuracies."""
+    generator = torch.Generator().manual_seed(1)
+    probs = torch.softmax(torch.randn(8, 200, 3, generator=generator) * 2, -1)
+    labels = torch.randint(3, (200,), generator=generator)
+    curve = ensemble_size_curve(probs, labels, orders=40, seed=3)
+    assert curve["accuracy_low"][-1] == pytest.approx(curve["accuracy"][-1])
+    assert curve["accuracy_high"][-1] == pytest.approx(curve["accuracy"][-1])
+    singles = sorted(accuracy(p, labels) for p in probs)
+    assert singles[0] <= curve["accuracy_low"][0] <= curve["accuracy_high"][0] <= singles[-1]
+    assert curve["accuracy_low"][0] < curve["accuracy_high"][0]
+    assert all(low <= high for low, high in zip(curve["ece_low"], curve["ece_high"]))
+    assert ensemble_size_curve(probs, labels, orders=40, seed=3) == curve  # its own seeded generator
+
+
+def test_repeated_run_folder_names_are_told_apart_by_their_parent(tmp_path):
+    from bisnn_pyro.report import run_names
+
+    folders = [tmp_path / "bayes" / "seed-0", tmp_path / "ste" / "seed-0", tmp_path / "fp"]
+    assert run_names(folders) == ["bayes-seed-0", "ste-seed-0", "fp"]
+    assert run_names([tmp_path / "a", tmp_path / "a"]) == [f"{tmp_path.name}-a-0", f"{tmp_path.name}-a-1"]
+
+
+def test_standard_errors_over_the_test_points():
+    from bisnn_pyro.analysis.metrics import prediction_scores
+    from bisnn_pyro.report import standard_errors
+
+    generator = torch.Generator().manual_seed(2)
+    draws = torch.softmax(torch.randn(5, 400, 2, generator=generator), -1)
+    labels = torch.randint(2, (400,), generator=generator)
+    scores = prediction_scores(draws, labels)
+    errors = standard_errors(draws.mean(0), labels, scores)
+    assert errors["accuracy_se"] == pytest.approx(math.sqrt(scores["accuracy"] * (1 - scores["accuracy"]) / 400))
+    nll_points = -torch.log(draws.mean(0).double().gather(1, labels.view(-1, 1)).squeeze(1))
+    assert errors["nll_se"] == pytest.approx(nll_points.std().item() / math.sqrt(400))
+    assert 0 < errors["ece_se"] < 0.1

@@ -1,6 +1,7 @@
 """Studies: the study file's arms and seeds, and the statistics that aggregate runs, checked on
 hand-made values with known answers."""
 
+import json
 import math
 import textwrap
 
@@ -166,6 +167,7 @@ def test_a_study_runs_on_a_pool_resumes_and_reports(tmp_path, capsys):
     scores = json.loads((out / "ste" / "seed-1" / "scores.json").read_text())["map"]
     row = next(r for r in rows if (r["arm"], r["seed"]) == ("ste", "1"))
     assert float(row["ece"]) == scores["ece"] and row["training.rule"] == "ste"
+    assert {"metrics.png", "reliability.png"} <= {p.name for p in (out / "report").iterdir()}
     paired = list(csv.DictReader(open(out / "report" / "paired.csv")))
     assert {(p["first"], p["second"]) for p in paired} == {  # one arm's two modes; two arms' like modes and headlines
         ("bayes ensemble", "bayes map"), ("bayes ensemble", "ste map"), ("bayes map", "ste map")}
@@ -181,3 +183,152 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_others(tmp_path, capsys)
     assert code == 2 and "2 run(s) done, 0 finished before, 2 failed" in captured.out
     assert captured.err.count("the KL weight 1e+39") == 2 and "2 of 4 runs failed" in captured.err
     assert (tmp_path / "out" / "bayes" / "seed-0" / "scores.json").is_file()
+
+
+def _write_scores(folder, seed_values):
+    folder.mkdir(parents=True)
+    (folder / "scores.json").write_text(json.dumps(seed_values) + "\n")
+
+
+def _scores(accuracy, ece, samples=1):
+    keys = ("nll", "brier", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
+    bins = {"count": [0.0, 10.0], "confidence_sum": [0.0, 9.0], "correct_sum": [0.0, 10 * accuracy]}
+    return {"accuracy": accuracy, "ece": ece, **{key: 0.0 for key in keys}, "samples": samples, "reliability": bins}
+
+
+def test_aggregation_of_hand_made_scores(tmp_path):
+    """A study folder written by hand: arms a and b on one data set, c on another, three seeds."""
+    import csv
+
+    from bisnn_pyro.studies.report import write_study_report
+
+    ece = {"a": [0.02, 0.04, 0.06], "b": [0.05, 0.05, 0.09], "c": [0.5, 0.5, 0.5]}
+    listing = []
+    for arm, values in ece.items():
+        for seed, value in enumerate(values):
+            folder = f"{arm}/seed-{seed}"
+            data = {"dataset": "two-moons", "train_size": 40 if arm == "c" else 200}
+            guide = {"temperature": {"a": 0.5, "b": 1.0}.get(arm)}
+            config = {"data": data, "guide": guide, "training": {"seed": seed}}
+            listing.append({"arm": arm, "seed": seed, "folder": folder, "config": config})
+            modes = {"map": _scores(0.9, value + 0.01)}
+            if arm == "a":
+                modes["ensemble"] = _scores(0.8 + 0.01 * seed, value, samples=10)
+            _write_scores(tmp_path / folder, modes)
+    (tmp_path / "study.json").write_text(json.dumps({"ensemble_sizes": [], "runs": listing}))
+    out = write_study_report(tmp_path, tmp_path / "report")
+
+    summary = {(r["arm"], r["mode"], r["metric"]): r for r in csv.DictReader(open(out / "summary.csv"))}
+    a = summary[("a", "ensemble", "ece")]
+    assert float(a["mean"]) == pytest.approx(0.04) and float(a["sd"]) == pytest.approx(0.02) and a["n"] == "3"
+    assert 0.02 <= float(a["low"]) <= 0.04 <= float(a["high"]) <= 0.06
+    assert float(summary[("a", "ensemble", "accuracy")]["mean"]) == pytest.approx(0.81)
+
+    paired = {(r["first"], r["second"], r["metric"]): r for r in csv.DictReader(open(out / "paired.csv"))}
+    # a's ensemble against b's MAP: both arms' headline predictors; per seed -0.04, -0.02, -0.04
+    headline = paired[("a ensemble", "b map", "ece")]
+    assert float(headline["mean_difference"]) == pytest.approx(-0.1 / 3) and headline["first_lower_in"] == "3"
+    assert float(headline["high"]) < 0
+    same_mode = paired[("a map", "b map", "ece")]
+    assert float(same_mode["mean_difference"]) == pytest.approx(-0.07 / 3)  # -0.03, -0.01, -0.03
+    within_arm = paired[("a ensemble", "a map", "ece")]
+    assert float(within_arm["mean_difference"]) == pytest.approx(-0.01) and within_arm["first_lower_in"] == "3"
+    assert not any("c " in first or "c " in second for first, second, _ in paired)  # c's data differ: no pairs
+    assert "a ensemble | b map | 3 |" in (out / "paired.md").read_text()
+    assert "| a | ensemble | 3 | 0.810 [" in (out / "summary.md").read_text()
+    figures = {path.name for path in out.glob("*.png")}  # a figure per data set; a and b differ in temperature alone
+    assert figures == {"metrics.png", "reliability_0.png", "reliability_1.png", "against_guide.temperature.png"}
+
+
+TINY_STUDY = STUDY.replace("seeds = 2", "seeds = 2\nensemble_sizes = [1, 5]")
+
+
+def test_ensemble_sizes_are_nested_draws_of_one_set(tmp_path):
+    from bisnn_pyro.studies.runner import run_study
+
+    (tmp_path / "study.toml").write_text(TINY_STUDY)
+    spec = read_study(tmp_path / "study.toml")
+    spec = type(spec)(spec.base, spec.arms[:1], (0,), spec.ensemble_sizes)
+    assert run_study(spec, tmp_path / "out", workers=1, progress=False) == {"bayes/seed-0": "done"}
+    scores = json.loads((tmp_path / "out" / "bayes" / "seed-0" / "scores.json").read_text())
+    assert sorted(scores) == ["ensemble", "ensemble-K1", "ensemble-K5", "map"]
+    assert [scores[m]["samples"] for m in ("ensemble-K1", "ensemble", "ensemble-K5")] == [1, 3, 5]
+    assert scores["ensemble-K1"]["mi"] == 0.0 < scores["ensemble"]["mi"]  # one draw has no disagreement
+
+
+def test_a_study_on_a_local_ray_cluster_matches_the_local_pool(tmp_path):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[cluster]'")
+    from bisnn_pyro.studies.report import write_study_report
+    from bisnn_pyro.studies.runner import run_study
+
+    (tmp_path / "study.toml").write_text(STUDY)
+    spec = read_study(tmp_path / "study.toml")
+    pool = run_study(spec, tmp_path / "pool", workers=2, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = run_study(spec, tmp_path / "ray", ray="auto", progress=False)
+    finally:
+        ray.shutdown()
+    assert pool == on_ray == {f"{arm}/seed-{seed}": "done" for arm in ("bayes", "ste") for seed in (0, 1)}
+    tables = [(write_study_report(tmp_path / name, tmp_path / f"{name}-report") / "runs.csv").read_text()
+              for name in ("pool", "ray")]
+    assert tables[0] == tables[1] and tables[0].count("\n") == 1 + 6  # the same metrics, seed by seed
+
+
+def test_without_ray_the_ray_option_is_one_line(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from bisnn_pyro.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails as if it were not installed
+    (tmp_path / "study.toml").write_text(STUDY)
+    assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out"), "--ray", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--ray needs Ray, which is not installed" in err and "[cluster]" in err
+
+
+def test_killing_a_study_and_restarting_it_finishes_without_rerunning(tmp_path, capsys):
+    """SIGKILL to the whole process group (the study and its pool) once a run has finished and
+    another has a checkpoint; the restart reruns nothing finished and resumes the interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bisnn_pyro.cli import main
+
+    (tmp_path / "study.toml").write_text(STUDY.replace("epochs = 2", "epochs = 40"))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "bisnn_pyro", "study", "run", str(tmp_path / "study.toml"), "--out", str(out),
+               "--workers", "1", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        finished = list(out.glob("*/seed-*/scores.json"))
+        started = list(out.glob("*/seed-*/checkpoint.pt"))
+        if finished and len(started) > len(finished):
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {path.parent: path.stat().st_mtime_ns for path in out.glob("*/seed-*/scores.json")}
+    assert 1 <= len(finished) < 4, "the study was not caught between runs"
+
+    assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert f"{4 - len(finished)} run(s) done, {len(finished)} finished before, 0 failed" in capsys.readouterr().out
+    assert {folder: (folder / "scores.json").stat().st_mtime_ns for folder in finished} == finished
+    for folder in out.glob("*/seed-*"):
+        epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, 41)), folder  # the interrupted run resumed, no epoch lost or repeated
+
+
+def test_an_arm_whose_parts_cannot_train_together_is_refused_before_any_run(tmp_path, capsys):
+    from bisnn_pyro.cli import main
+
+    (tmp_path / "study.toml").write_text(STUDY.replace('set = { "training.rule" = "ste" }',
+                                                       'set = { "likelihood.name" = "last-readout" }'))
+    assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "arm 'ste': LastReadoutCategorical scores only the last layer's readout" in err
+    assert not (tmp_path / "out").exists()

@@ -26,11 +26,26 @@ def anytime_curve(draw_readouts: torch.Tensor, labels: torch.Tensor, burn_in: in
     }
 
 
-def ensemble_size_curve(draw_probs: torch.Tensor, labels: torch.Tensor) -> dict[str, list]:
-    """Accuracy and ECE of the ensemble of the first k draws, for k = 1 .. K (draw_probs (K, N, C))."""
-    running = draw_probs.double().cumsum(0) / torch.arange(1, len(draw_probs) + 1, dtype=torch.float64).view(-1, 1, 1)
-    return {
-        "samples": list(range(1, len(draw_probs) + 1)),
-        "accuracy": [accuracy(p, labels) for p in running],
-        "ece": [ece(p, labels) for p in running],
-    }
+def ensemble_size_curve(draw_probs: torch.Tensor, labels: torch.Tensor, orders: int = 0, seed: int = 0) -> dict[str, list]:
+    """Accuracy and ECE of the ensemble of the first k draws, for k = 1 .. K (draw_probs (K, N, C)).
+
+    With ``orders`` > 0 the curve is also taken over that many random orders of the draws (a
+    generator of its own, seeded by ``seed``): ``<metric>_low`` / ``<metric>_high`` are their 5th
+    and 95th percentiles at each k, the spread that the order of the draws alone makes."""
+    draw_probs = draw_probs.double()
+    sizes = torch.arange(1, len(draw_probs) + 1, dtype=torch.float64).view(-1, 1, 1)
+
+    def curve(probs: torch.Tensor) -> tuple[list[float], list[float]]:
+        running = probs.cumsum(0) / sizes
+        return [accuracy(p, labels) for p in running], [ece(p, labels) for p in running]
+
+    hits, calibration = curve(draw_probs)
+    result = {"samples": list(range(1, len(draw_probs) + 1)), "accuracy": hits, "ece": calibration}
+    if orders > 0:
+        generator = torch.Generator().manual_seed(seed)
+        shuffled = [curve(draw_probs[torch.randperm(len(draw_probs), generator=generator)]) for _ in range(orders)]
+        for i, metric in enumerate(("accuracy", "ece")):
+            values = torch.tensor([c[i] for c in shuffled], dtype=torch.float64)
+            result[f"{metric}_low"] = values.quantile(0.05, dim=0).tolist()
+            result[f"{metric}_high"] = values.quantile(0.95, dim=0).tolist()
+    return result

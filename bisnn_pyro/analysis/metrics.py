@@ -158,6 +158,17 @@ def summary(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[s
     }
 
 
+def reliability_sums(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, list[float]]:
+    """The equal-width reliability bins as sums, which add up over runs: each bin's count, summed
+    top-class confidence and number of correct predictions."""
+    curve = reliability_curve(probs, labels, bins)
+    return {
+        "count": curve.count.tolist(),
+        "confidence_sum": (curve.confidence * curve.count).nan_to_num(0.0).tolist(),
+        "correct_sum": (curve.accuracy * curve.count).nan_to_num(0.0).tolist(),
+    }
+
+
 def prediction_scores(draw_probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
     """Every score of one predictor from its per-draw probabilities (K, N, C): the :func:`summary`
     of the averaged prediction, mean predictive entropy and mutual information, and the held-out

@@ -66,12 +66,18 @@ def reliability_diagram(
     return _save(figure, path)
 
 
-def metric_curves(curves: Mapping[str, dict], x_key: str, path: str | Path, xlabel: str, title: str = "") -> Path:
-    """Accuracy and ECE against ``x_key`` (time steps, ensemble size), one line per curve."""
+def metric_curves(
+    curves: Mapping[str, dict], x_key: str, path: str | Path, xlabel: str, title: str = "", band: str = ""
+) -> Path:
+    """Accuracy and ECE against ``x_key`` (time steps, ensemble size), one line per curve, with a
+    band from ``<metric>_low`` to ``<metric>_high`` where a curve has them (``band`` names it)."""
     figure, ((left, right),) = _subplots(1, 2, 9, 3.5)
-    for name, curve in curves.items():
-        left.plot(curve[x_key], curve["accuracy"], label=name)
-        right.plot(curve[x_key], curve["ece"], label=name)
+    for n, (name, curve) in enumerate(curves.items()):
+        for axis, metric in ((left, "accuracy"), (right, "ece")):
+            axis.plot(curve[x_key], curve[metric], color=f"C{n}", label=name)
+            if f"{metric}_low" in curve:
+                axis.fill_between(curve[x_key], curve[f"{metric}_low"], curve[f"{metric}_high"], color=f"C{n}",
+                                  alpha=0.25, label=f"{name}: {band}" if band else None)
     left.set(xlabel=xlabel, ylabel="accuracy", title=title)
     right.set(xlabel=xlabel, ylabel="ECE (15 bins)", title=title)
     left.legend(fontsize=8)
@@ -111,14 +117,16 @@ def posterior_histograms(history: Sequence[dict], path: str | Path, title: str =
 
 
 def comparison(table: Sequence[dict], path: str | Path, metrics: Sequence[str] = ("accuracy", "ece", "nll")) -> Path:
-    """Side-by-side bars of ``metrics`` for every row (one row per run and prediction mode)."""
+    """Side-by-side bars of ``metrics`` for every row (one row per run and prediction mode), with
+    error bars of one standard error over the test points where a row has ``<metric>_se``."""
     figure, axes = _subplots(1, len(metrics), 4 * len(metrics), 4.2)
     modes = list(dict.fromkeys(row["mode"] for row in table))
     colours = [f"C{modes.index(row['mode'])}" for row in table]
     for axis, metric in zip(axes[0], metrics):
-        axis.bar(range(len(table)), [row[metric] for row in table], color=colours)
+        errors = [row.get(f"{metric}_se", 0.0) for row in table]
+        axis.bar(range(len(table)), [row[metric] for row in table], color=colours, yerr=errors, capsize=3)
         axis.set_xticks(range(len(table)), [row["run"] for row in table], fontsize=7, rotation=40, ha="right")
-        axis.set(title=metric)
+        axis.set(title=f"{metric} (+- 1 s.e. over test points)")
     handles = [Patch(color=f"C{i}", label=mode) for i, mode in enumerate(modes)]
     axes[0][-1].legend(handles=handles, title="prediction", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return _save(figure, path)

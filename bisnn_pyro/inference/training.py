@@ -29,13 +29,14 @@ from pyro import poutine
 from pyro.infer import SVI
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from ..errors import TrainingDiverged
 from .bnn import BayesianSNN
 from .checkpoint import save_checkpoint
 from .direct import DirectELBO, DirectSVI
+from .distributed import CombinedGradients, DataParallel
 from .fused import FusedOnline
 from .random_stream import RandomStream
 from .optim import all_parameter_optimizers, bind_optimizer, parameter_optimizer
@@ -87,7 +88,10 @@ class Trainer:
 
     Weight draws come from ``draws``, a :class:`RandomStream` of the trainer's own (default: seeded
     by ``seed``), which the checkpoint keeps: training leaves the caller's global generators as
-    they were, and a resumed run draws what the uninterrupted one would have."""
+    they were, and a resumed run draws what the uninterrupted one would have.
+
+    ``parallel``: this process's place in data-parallel training (:mod:`.distributed`): it
+    trains on its shard of every minibatch and steps on the gradients combined over processes."""
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class Trainer:
         engine: str = "auto",
         device: str | torch.device | None = None,
         draws: RandomStream | None = None,
+        parallel: DataParallel | None = None,
     ):
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
@@ -129,10 +134,18 @@ class Trainer:
             raise CompositionError(problem)
         bind_optimizer(optim, bsnn)
         self.device = None if device is None else torch.device(device)
+        self.parallel = parallel
+        stepping = optim
+        if parallel is not None:
+            if engine == "fused":
+                raise CompositionError("the fused engine steps inside its compiled passes and cannot train data-parallel")
+            parallel.check_batches(len(x), batch_size)
+            stepping = self.combined = CombinedGradients(optim, parallel, bsnn)
         self.svi = SVI(bsnn.model, bsnn.guide, optim, loss)
+        self.svi.optim = stepping
         self.direct = self.fused = None
         on_cpu = self.device is None or self.device.type == "cpu"
-        if engine == "fused" or (engine == "auto" and schedule == "online" and on_cpu):
+        if engine == "fused" or (engine == "auto" and schedule == "online" and on_cpu and parallel is None):
             try:
                 self.fused = FusedOnline(bsnn, optim, loss)
             except CompositionError:
@@ -140,7 +153,7 @@ class Trainer:
                     raise
         if engine in ("direct", "auto") and self.fused is None:
             try:
-                self.direct = DirectSVI(DirectELBO.for_loss(bsnn, loss), optim)
+                self.direct = DirectSVI(DirectELBO.for_loss(bsnn, loss), stepping)
             except CompositionError:
                 if engine == "direct":
                     raise
@@ -183,14 +196,20 @@ class Trainer:
         return total
 
     def _batches(self):
+        """Minibatches in a seeded random order, each as (x, y, size of the whole minibatch): when
+        training data-parallel, x and y are this process's shard of it."""
+        shard = self.parallel.shard if self.parallel is not None else (lambda index: index)
         if self.y is not None:
             order = torch.randperm(self.x.shape[0], generator=self.generator)
             for i in range(0, len(order), self.batch_size):
                 index = order[i : i + self.batch_size]
-                yield self.x[index], self.y[index]
+                yield self.x[shard(index)], self.y[shard(index)], len(index)
             return
-        sampler = RandomSampler(self.x, generator=self.generator)
-        yield from DataLoader(self.x, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
+        batches = BatchSampler(RandomSampler(self.x, generator=self.generator), self.batch_size, drop_last=False)
+        sharded = [shard(torch.tensor(index)).tolist() for index in batches]
+        loader = DataLoader(self.x, batch_sampler=sharded, num_workers=self.num_workers)
+        for i, (xb, yb) in enumerate(loader):
+            yield xb, yb, min(self.batch_size, len(self.x) - i * self.batch_size)
 
     def run_epoch(self) -> dict[str, float]:
         """One pass over the training set in a seeded random order, drawing from :attr:`draws`."""
@@ -201,14 +220,20 @@ class Trainer:
         self.bsnn.train()
         step = self._sequence_step if self.schedule == "sequence" else self._online_step
         start, total, batches = time.perf_counter(), 0.0, 0
-        for xb, yb in self._batches():
+        for xb, yb, size in self._batches():
             if self.device is not None:
                 xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
             batches += 1
             try:
+                if self.parallel is not None:
+                    self.combined.weight = len(yb) / size
                 loss = step(xb, yb)
             except TrainingDiverged as error:  # a gradient that is not finite
                 raise self._diverged(str(error), batches) from None
+            if self.parallel is not None:  # the whole minibatch's loss, the same on every process
+                combined = torch.tensor([loss], dtype=torch.float64)
+                self.parallel.combine([combined], self.combined.weight)
+                loss = combined.item()
             if not math.isfinite(loss):
                 raise self._diverged(f"the ELBO became {loss}", batches)
             total += loss

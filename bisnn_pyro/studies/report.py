@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from . import figures
 from .runner import SCORES_FILE, STUDY_FILE
 from .statistics import paired_difference, summarise
 
@@ -30,21 +31,48 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
-def study_rows(study_dir: str | Path) -> list[dict[str, Any]]:
-    """One row per finished run and mode: arm, seed, mode, metrics, then every configuration key."""
+def finished_runs(study_dir: str | Path) -> list[dict[str, Any]]:
+    """The study's finished runs as listed in ``study.json``, each with its ``scores``."""
     study_dir = Path(study_dir)
     listing = study_dir / STUDY_FILE
     if not listing.is_file():
         raise ConfigError(f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first")
-    rows = []
+    runs = []
     for run in json.loads(listing.read_text())["runs"]:
         scores_path = study_dir / run["folder"] / SCORES_FILE
-        if not scores_path.is_file():
-            continue
-        for mode, scores in json.loads(scores_path.read_text()).items():
-            rows.append({"arm": run["arm"], "seed": run["seed"], "mode": mode, "samples": scores["samples"],
-                         **{m: scores[m] for m in SCORES}, **_flat(run["config"])})
-    return rows
+        if scores_path.is_file():
+            runs.append({**run, "scores": json.loads(scores_path.read_text())})
+    return runs
+
+
+def study_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per finished run and mode: arm, seed, mode, metrics, then every configuration key."""
+    return [
+        {"arm": run["arm"], "seed": run["seed"], "mode": mode, "samples": scores["samples"],
+         **{m: scores[m] for m in SCORES}, **_flat(run["config"])}
+        for run in runs
+        for mode, scores in run["scores"].items()
+    ]
+
+
+def _write_figures(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path) -> None:
+    figures.arm_metrics(rows, out / "metrics.png")
+    figures.against_settings(rows, out)
+    figures.ensemble_sizes(rows, out / "ensemble_size.png")
+    headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(rows)}
+    records = [
+        {"arm": run["arm"], "mode": mode, "data": _data_name(run["config"]),
+         "reliability": run["scores"][mode]["reliability"]}
+        for run in runs
+        if (mode := headline[(run["arm"], run["seed"])]) and "reliability" in run["scores"][mode]
+    ]
+    if records:
+        figures.pooled_reliability(records, out)
+
+
+def _data_name(config: dict[str, Any]) -> str:
+    data = config.get("data", {})
+    return ", ".join(f"{key} {value}" for key, value in data.items() if value is not None)
 
 
 def _comparable(first: tuple[str, str], second: tuple[str, str], data: dict[str, str], headline: set) -> bool:
@@ -56,8 +84,10 @@ def _comparable(first: tuple[str, str], second: tuple[str, str], data: dict[str,
 
 
 def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
-    """Write runs.csv, summary.csv, summary.md and paired.csv for the finished runs; ``out``."""
-    rows = study_rows(study_dir)
+    """Write runs.csv, summary.csv, summary.md, paired.csv, paired.md and the figures (PNG) for the
+    finished runs; ``out``."""
+    runs = finished_runs(study_dir)
+    rows = study_rows(runs)
     if not rows:
         raise ConfigError(f"{study_dir}: no finished run to report")
     out = Path(out)
@@ -96,6 +126,7 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
     (out / "summary.md").write_text(
         "Mean over seeds [95 % bootstrap interval of the mean; nan with one seed].\n\n" + "\n".join(lines) + "\n"
     )
+    _write_figures(runs, rows, out)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from ..errors import BisnnError, ConfigError, one_line
-from .spec import StudySpec
+from .spec import StudyRun, StudySpec
 
 STUDY_FILE, SCORES_FILE = "study.json", "scores.json"
 
@@ -41,6 +41,8 @@ def run_study(
     """
     out = Path(out)
     runs = spec.runs()
+    if ray is None:  # a cluster's nodes may hold data this machine has not
+        check_arms(runs)
     out.mkdir(parents=True, exist_ok=True)
     listing = [{"arm": r.arm, "seed": r.seed, "folder": r.folder, "config": r.config.to_dict()} for r in runs]
     study = {"ensemble_sizes": list(spec.ensemble_sizes), "runs": listing}
@@ -54,6 +56,18 @@ def run_study(
         bar.update()
     bar.close()
     return {r.folder: outcomes[r.folder] for r in runs}
+
+
+def check_arms(runs: Sequence[StudyRun]) -> None:
+    """Build each arm's first run (data, model, trainer) before any run starts: an arm whose parts
+    cannot train together is refused in one line, instead of failing once per seed."""
+    from ..experiment import build, load_data
+
+    for run in {run.arm: run for run in reversed(runs)}.values():
+        try:
+            build(run.config, load_data(run.config)[0])
+        except BisnnError as error:
+            raise ConfigError(f"arm {run.arm!r}: {one_line(error)}") from None
 
 
 Job = tuple[str, dict, Sequence[int]]
@@ -125,17 +139,21 @@ def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] =
 def score_run(run, ensemble_sizes: Sequence[int] = ()) -> dict[str, dict[str, float]]:
     """Test-set scores of a trained run per prediction mode: ``map``, and unless its guide is a
     point estimate ``ensemble`` (K = the run's ``samples``) and ``ensemble-K<k>`` for each of
-    ``ensemble_sizes`` (the first k of one set of draws, so the sizes are nested)."""
-    from ..analysis.metrics import prediction_scores
+    ``ensemble_sizes`` (the first k of one set of draws, so the sizes are nested); each with its
+    reliability bins as sums (which pool over seeds)."""
+    from ..analysis.metrics import prediction_scores, reliability_sums
     from ..config.components import part
 
-    map_probs, labels = run.test_predictions("map", 1)
-    scores = {"map": {**prediction_scores(map_probs, labels), "samples": 1}}
+    def scored(draw_probs, labels):
+        return {**prediction_scores(draw_probs, labels), "samples": len(draw_probs),
+                "reliability": reliability_sums(draw_probs.mean(0), labels)}
+
+    scores = {"map": scored(*run.test_predictions("map", 1))}
     if part("guide", run.config.guide).point_estimate:
         return scores
     samples = run.config.samples
     draw_probs, labels = run.test_predictions("ensemble", max([samples, *ensemble_sizes]))
-    scores["ensemble"] = {**prediction_scores(draw_probs[:samples], labels), "samples": samples}
+    scores["ensemble"] = scored(draw_probs[:samples], labels)
     for k in ensemble_sizes:
-        scores[f"ensemble-K{k}"] = {**prediction_scores(draw_probs[:k], labels), "samples": k}
+        scores[f"ensemble-K{k}"] = scored(draw_probs[:k], labels)
     return scores
