@@ -19,6 +19,7 @@ from .analysis.inference_data import build_inference_data, site_layout
 from .analysis.metrics import (
     auroc,
     ece,
+    label_probs,
     mutual_information,
     pointwise_lpd,
     predictive_entropy,
@@ -60,6 +61,24 @@ def standard_errors(probs: torch.Tensor, labels: torch.Tensor, scores: dict, res
         "accuracy_se": math.sqrt(scores["accuracy"] * (1 - scores["accuracy"]) / n),
         "nll_se": scores["elpd_test_se"] / n,
         "ece_se": float(np.std(resampled, ddof=1)),
+    }
+
+
+def in_sample_criteria(draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
+    """PSIS-LOO and WAIC (ArviZ) of the training points from K weight draws (K, N, C), where they
+    estimate the elpd of new points; with the Pareto k-hat counts in ArviZ's three classes
+    (good: k <= good_k, which ArviZ sets from K; bad: up to 1; very bad: above 1) and WAIC's
+    warning.  ArviZ's own warnings reach the caller."""
+    log_likelihood = torch.log(label_probs(draw_probs, labels).clamp_min(1e-300)).numpy()[None]
+    idata = az.from_dict(posterior={"draw_index": np.arange(len(draw_probs))[None]}, log_likelihood={"y": log_likelihood})
+    loo, waic = az.loo(idata, pointwise=True), az.waic(idata, pointwise=True)
+    k = loo.pareto_k.values
+    return {
+        "elpd_loo": float(loo.elpd_loo), "elpd_loo_se": float(loo.se), "p_loo": float(loo.p_loo),
+        "good_k": float(loo.good_k), "k_good": int((k <= loo.good_k).sum()),
+        "k_bad": int(((k > loo.good_k) & (k <= 1)).sum()), "k_very_bad": int((k > 1).sum()),
+        "elpd_waic": float(waic.elpd_waic), "elpd_waic_se": float(waic.se), "p_waic": float(waic.p_waic),
+        "waic_warning": bool(waic.warning),
     }
 
 
@@ -124,6 +143,10 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
     plots.metric_curves(anytime, "step", folder / "anytime.png", "time steps read", name)
 
     facts: dict = {"draws": draws}
+    if not point_rule:  # a point estimate's draws are one: nothing to importance-sample
+        run.check_prediction_memory(draws, points=len(run.train.y))
+        train_probs = bsnn.likelihood.probs(bsnn.readouts_with(weights, run.train.x))
+        facts["in_sample"] = in_sample_criteria(train_probs, run.train.y)
     if run.config.dataset == "two-moons":
         facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution))
     history = [record for record in run.metrics() if record.get("posterior")]
@@ -227,6 +250,32 @@ def _elpd_differences(reports: list[RunReport]) -> list[str]:
     return lines + [""]
 
 
+def _in_sample_table(reports: list[RunReport]) -> list[str]:
+    """PSIS-LOO and WAIC on the training points, with their diagnostics, for runs with posteriors."""
+    criteria = {r.name: r.facts["in_sample"] for r in reports if "in_sample" in r.facts}
+    if not criteria:
+        return []
+    lines = [
+        "## PSIS-LOO and WAIC on the training points",
+        "",
+        "| run | elpd_loo | se | p_loo | k-hat good / bad / very bad (good_k) | elpd_waic | se | p_waic | WAIC warning |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, c in criteria.items():
+        lines.append(
+            f"| {name} | {c['elpd_loo']:.2f} | {c['elpd_loo_se']:.2f} | {c['p_loo']:.2f} | "
+            f"{c['k_good']} / {c['k_bad']} / {c['k_very_bad']} ({c['good_k']:.2f}) | {c['elpd_waic']:.2f} | "
+            f"{c['elpd_waic_se']:.2f} | {c['p_waic']:.2f} | {'yes' if c['waic_warning'] else 'no'} |"
+        )
+    return lines + [
+        "",
+        "From the report's K draws of the variational posterior, not of the exact posterior.  A point",
+        "whose k-hat exceeds good_k (ArviZ's threshold for K draws) has an unreliable importance-sampling",
+        "estimate; where many do, read the held-out elpd above instead.",
+        "",
+    ]
+
+
 def _write_markdown(out: Path, reports: list[RunReport], rows: list[dict], samples: int) -> Path:
     lines = [
         "# bisnn-pyro report",
@@ -235,15 +284,15 @@ def _write_markdown(out: Path, reports: list[RunReport], rows: list[dict], sampl
         "`entropy` and `mi` are mean predictive entropy and mean mutual information (nats);",
         "`elpd_test` is the summed log predictive density of the held-out test labels (each point's",
         "label probability averaged over the draws), `elpd_test_se` its standard error.  PSIS-LOO and",
-        "WAIC estimate this quantity for the training points from posterior draws; on held-out points",
-        "it is computed exactly, so the report does not estimate it (the saved InferenceData allows",
-        "`az.loo` for those who want it, with its Pareto k diagnostics).",
+        "WAIC estimate this quantity from the training points (below, with their diagnostics); on",
+        "held-out points it is computed exactly, so they are not applied there.",
         "",
         _format_table(rows),
         "",
     ]
     if len(reports) > 1:
         lines += _elpd_differences(reports)
+    lines += _in_sample_table(reports)
     lines += ["![comparison](comparison.png)", ""]
     for report in reports:
         lines += [f"## {report.name}", ""]

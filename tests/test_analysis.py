@@ -125,13 +125,16 @@ def test_report_command(runs, tmp_path, capsys):
         assert f"| {rule} | {rule} | map |" in text
         assert (out / rule / "inference_data.nc").exists() and (out / rule / "reliability.png").exists()
     assert "| bayes | bayes | ensemble |" in text and "## Held-out elpd, paired on the test points" in text
-    assert "elpd_loo" not in text and "elpd_waic" not in text  # not estimated on held-out points
+    in_sample = text.split("## PSIS-LOO and WAIC on the training points")[1]
+    assert "| bayes |" in in_sample and "| ste |" not in in_sample and "| fp |" not in in_sample  # posteriors only
     for figure in ("uncertainty", "ensemble_size", "anytime", "posterior"):
         assert (out / "bayes" / f"{figure}.png").exists()
     assert not (out / "ste" / "posterior.png").exists() and not (out / "fp" / "posterior.png").exists()
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     facts = json.loads((out / "report.json").read_text())["facts"]["bayes"]
     assert facts["mi_near_data"] >= 0 and 0 <= facts["ood_auroc_mi"] <= 1
+    criteria = facts["in_sample"]
+    assert criteria["k_good"] + criteria["k_bad"] + criteria["k_very_bad"] == len(runs["bayes"].train.y)
     code = main(["report", dirs[0], "--samples", "1", "--out", str(out)])
     assert code == 2 and "K >= 2" in capsys.readouterr().err
 
@@ -185,3 +188,21 @@ def test_standard_errors_over_the_test_points():
     nll_points = -torch.log(draws.mean(0).double().gather(1, labels.view(-1, 1)).squeeze(1))
     assert errors["nll_se"] == pytest.approx(nll_points.std().item() / math.sqrt(400))
     assert 0 < errors["ece_se"] < 0.1
+
+
+def test_in_sample_waic_and_loo_against_their_definitions():
+    """WAIC by hand: elpd_waic = sum_i log mean_k p_ik - sum_i var_k log p_ik (ArviZ takes the
+    variance over draws with ddof 0); p_loo is lppd - elpd_loo."""
+    from bisnn_pyro.report import in_sample_criteria
+
+    generator = torch.Generator().manual_seed(4)
+    draws = torch.softmax(torch.randn(30, 80, 2, generator=generator), -1)
+    labels = torch.randint(2, (80,), generator=generator)
+    log_p = torch.log(draws.double().gather(-1, labels.view(1, -1, 1).expand(30, -1, 1)).squeeze(-1))
+    lppd = torch.logsumexp(log_p, 0).sub(math.log(30)).sum().item()
+    p_waic = log_p.var(0, correction=0).sum().item()
+    with pytest.warns(UserWarning):  # 30 random draws: ArviZ warns of its k-hat and WAIC, and it reaches us
+        criteria = in_sample_criteria(draws, labels)
+    assert criteria["elpd_waic"] == pytest.approx(lppd - p_waic) and criteria["p_waic"] == pytest.approx(p_waic)
+    assert criteria["p_loo"] == pytest.approx(lppd - criteria["elpd_loo"]) and criteria["waic_warning"]
+    assert criteria["k_good"] + criteria["k_bad"] + criteria["k_very_bad"] == 80

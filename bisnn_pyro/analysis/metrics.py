@@ -121,11 +121,15 @@ def mutual_information(draw_probs: torch.Tensor) -> torch.Tensor:
     return (predictive_entropy(draw_probs) - expected_entropy(draw_probs)).clamp_min(0.0)
 
 
+def label_probs(draw_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """p(y_i | x_i, w_k) of each point's label under each draw: (K, N, C) -> (K, N), float64."""
+    return draw_probs.double().gather(-1, labels.view(1, -1, 1).expand(len(draw_probs), -1, 1)).squeeze(-1)
+
+
 def pointwise_lpd(draw_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log p(y_i | x_i) of each test point under the predictive distribution: the log of the
     label's probability averaged over the K draws (log-mean-exp of the per-draw likelihoods)."""
-    picked = draw_probs.double().gather(-1, labels.view(1, -1, 1).expand(len(draw_probs), -1, 1)).squeeze(-1)
-    return torch.log(picked.mean(0).clamp_min(1e-300))
+    return torch.log(label_probs(draw_probs, labels).mean(0).clamp_min(1e-300))
 
 
 def standard_error_of_sum(pointwise: torch.Tensor) -> float:
