@@ -104,3 +104,22 @@ def test_svi_collects_parameters_through_unconstrained():
         svi = pyro.infer.SVI(model, guide, pyro.optim.SGD({"lr": 0.5}), MeanFieldELBO())
         svi.step()  # the loss is KL(q || p), whose gradient at lam = 0 is -(lam_p - 0) (1 - tanh^2 0) = -0.5
     torch.testing.assert_close(guide.lam.detach(), torch.full((3,), 0.25))
+
+
+def test_two_moons_needs_no_tonic_and_an_event_set_without_it_is_one_line(tmp_path, monkeypatch, capsys):
+    """tonic (the [events] extra) loads only when an event set is read; without it, one line."""
+    import subprocess
+    import sys
+
+    from bisnn_pyro.cli import main
+
+    probe = "import sys, bisnn_pyro.cli; print(sorted(m for m in ('tonic', 'h5py', 'librosa') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
+    for module in ("tonic", "tonic.datasets", "tonic.transforms"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if tonic were not installed
+    (tmp_path / "NMNIST" / "Train" / "0").mkdir(parents=True)
+    (tmp_path / "NMNIST" / "Train" / "0" / "00001.bin").write_bytes(b"")
+    code = main(["train", "--dataset", "n-mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert 'the event-camera data sets need tonic, which is not installed' in err and "[events]" in err

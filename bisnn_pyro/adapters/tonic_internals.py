@@ -1,9 +1,24 @@
 """tonic internals (checked by tests/test_adapters.py with tonic 1.7): the completeness check that
-makes a dataset's constructor download."""
+makes a dataset's constructor download; and tonic itself, imported only when an event-camera
+data set is read (tonic is the optional extra ``[events]``, with its audio stack)."""
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
+from types import ModuleType
+
+from ..errors import DataError
+
+INSTALL = 'pip install "bisnn-pyro[events]"'
+
+
+def tonic_module(name: str) -> ModuleType:
+    """``tonic.<name>`` (e.g. "datasets", "transforms"); a one-line DataError without tonic."""
+    try:
+        return importlib.import_module(f"tonic.{name}")
+    except ImportError as error:
+        raise DataError(f"the event-camera data sets need tonic, which is not installed ({error.name or 'tonic'}): {INSTALL}") from None
 
 DATASETS = ("NMNIST", "DVSGesture")  # the tonic datasets the library reads
 
@@ -22,6 +37,4 @@ def __getattr__(name: str) -> type:
     """``tonic_internals.NMNIST`` and ``.DVSGesture``: the classes :func:`without_download` makes."""
     if name not in DATASETS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import tonic.datasets
-
-    return without_download(getattr(tonic.datasets, name))
+    return without_download(getattr(tonic_module("datasets"), name))

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tonic.transforms import ToFrame
 
+from ..adapters.tonic_internals import tonic_module
 from ..errors import DataError
 
 
@@ -102,7 +102,7 @@ class EventFrames:
         binned["t"] = t - (t[0] if len(t) and self.align_start else 0)
         if len(binned) == 0:
             return torch.zeros(self.shape)
-        to_frame = ToFrame(
+        to_frame = tonic_module("transforms").ToFrame(
             sensor_size=self.output_size,
             time_window=self.step_us,
             start_time=0,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..adapters.tonic_internals import without_download
+from ..adapters.tonic_internals import tonic_module, without_download
 from ..errors import one_line
 from .events import DataError, EventFrames, check_events
 
@@ -52,27 +52,23 @@ class TonicFrames(Dataset):
 
 
 def nmnist(root: str | Path, frames: EventFrames, *, train: bool = True) -> TonicFrames:
-    import tonic.datasets
-
     folder = Path(root) / "NMNIST" / ("Train" if train else "Test")
     _require(
         sorted(folder.glob("*/*.bin")),
         f"N-MNIST not found: no {folder}/<digit>/*.bin; extract the {NMNIST_SOURCE} into {Path(root) / 'NMNIST'}",
     )
-    dataset = without_download(tonic.datasets.NMNIST)(save_to=str(root), train=train)
+    dataset = without_download(tonic_module("datasets").NMNIST)(save_to=str(root), train=train)
     return TonicFrames(dataset, frames, NMNIST_CLASSES)
 
 
 def dvs_gesture(root: str | Path, frames: EventFrames, *, train: bool = True) -> TonicFrames:
-    import tonic.datasets
-
     folder = Path(root) / "DVSGesture" / ("ibmGestureTrain" if train else "ibmGestureTest")
     _require(
         sorted(folder.glob("user*_*/*.npy")),
         f"DVS128 Gesture not found: no {folder}/user<NN>_<lighting>/<label>.npy; "
         f"extract the {GESTURE_SOURCE} into {Path(root) / 'DVSGesture'}",
     )
-    dataset = without_download(tonic.datasets.DVSGesture)(save_to=str(root), train=train)
+    dataset = without_download(tonic_module("datasets").DVSGesture)(save_to=str(root), train=train)
     order = sorted(range(len(dataset.data)), key=lambda i: str(dataset.data[i]))
     dataset.data = [dataset.data[i] for i in order]
     dataset.targets = [dataset.targets[i] for i in order]
