@@ -15,13 +15,13 @@ from typing import Sequence
 import torch
 
 from .analysis.health import chance_warnings, loss_warnings
-from .config.components import KINDS, REGISTRY, load_plugins, part, part_flags
+from .config.components import KINDS, REGISTRY, load_plugins, part_flags
 from . import __version__
 from .config.options import ConfigError, Text
 from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_file, sectioned
 from .data.registry import SPECS
 from .experiment import Run, create_run, open_run
-from .errors import BisnnError, one_line
+from .errors import BisnnError, PeerFailed, one_line
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
 from .runtime import keep_freed_memory
@@ -204,10 +204,10 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
     try:
         try:
             run, error = _start_run(args, config, parallel), None
-        except BisnnError as failure:
+        except Exception as failure:  # any failure: the other processes must not wait for this one
             run, error = None, failure
         if not parallel.agree(error is None):  # every process starts, or none trains
-            raise error or ConfigError(f"process {parallel.rank}: another process of the run could not start (its error above)")
+            raise error or PeerFailed(f"process {parallel.rank}: another process of the run could not start")
         if parallel.writes:
             _fit_and_summarise(run, args)
         else:
@@ -242,9 +242,7 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     run.fit(run.config.epochs, progress=False if args.quiet else None)
     seconds = time.perf_counter() - start
-    point = part("guide", run.config.guide).point_estimate
-    modes = ["map"] if point else ["ensemble", "map"]
-    scores = [run.evaluate(mode) for mode in modes]
+    scores = [run.evaluate(mode) for mode in run.modes]
     epochs = run.trainer.epoch
     header = f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
     print(f"{header} -> {run.directory}: " + "; ".join(_format(s) for s in scores))
@@ -363,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args, extra = _parser().parse_known_args(argv)  # the parser lists the parts: entry points load here
         keep_freed_memory()  # a quarter of a sequence epoch was page faults on fresh memory
         _run(args, extra)
+    except PeerFailed:  # the process that failed has said why
+        return 2
     except BisnnError as error:
         return _fail(one_line(error))
     except OSError as error:  # a folder that is a file, a read-only place, a full disk

@@ -36,6 +36,11 @@ class RunFolderBusy(BisnnError, RuntimeError):
     """Another process is writing the run folder."""
 
 
+class PeerFailed(BisnnError, RuntimeError):
+    """Another process of a data-parallel run failed (and said why itself): this one stops too.
+    The command line exits with status 2 without repeating it."""
+
+
 def one_line(error: BaseException) -> str:
     """The first line of ``error``'s message, or its type's name where it has none."""
     text = str(error).strip()

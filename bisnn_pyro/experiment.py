@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from .analysis.metrics import summary
 from .analysis.posterior import posterior_diagnostics
+from .config.components import part
 from .config.options import ConfigError
 from .config.run import ExperimentConfig, read_config_file
 from .data import SpikeDataset
@@ -186,6 +187,12 @@ class Run:
     @property
     def checkpoint(self) -> Path:
         return self.directory / CHECKPOINT_FILE
+
+    @property
+    def modes(self) -> list[str]:
+        """The prediction modes worth scoring: the MAP, and the ensemble unless the guide is a
+        point estimate (whose draws are all the same)."""
+        return ["map"] if part("guide", self.config.guide).point_estimate else ["ensemble", "map"]
 
     def close(self) -> None:
         """Release the folder for other writers (the process's end does too)."""

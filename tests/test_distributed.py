@@ -15,10 +15,10 @@ from bisnn_pyro.config.run import ExperimentConfig
 from bisnn_pyro.errors import ConfigError
 from bisnn_pyro.experiment import build, load_data
 from bisnn_pyro.inference.distributed import DataParallel
-from bisnn_pyro.inference.sites import CompositionError
 
-SMALL = ["--hidden", "16", "--steps", "30", "--burn-in", "5", "--train-size", "80", "--test-size", "60",
-         "--samples", "3", "--batch-size", "20", "--quiet"]
+# 70 examples in minibatches of 15: the two processes' shards are uneven (8 and 7; the last 5 and 5)
+SMALL = ["--hidden", "16", "--steps", "30", "--burn-in", "5", "--train-size", "70", "--test-size", "60",
+         "--samples", "3", "--batch-size", "15", "--quiet"]
 
 
 def torchrun(*argv: str) -> subprocess.CompletedProcess:
@@ -135,5 +135,11 @@ def test_one_process_failing_to_start_stops_the_others(tmp_path):
     finally:
         lock.release()
     assert result.returncode != 0
-    assert "is being written by process" in result.stderr
-    assert "process 1: another process of the run could not start" in result.stderr
+    assert result.stderr.count("bisnn-pyro: error:") == 1 and "is being written by process" in result.stderr
+
+
+def test_an_explicit_gpu_is_refused_data_parallel(monkeypatch):
+    for key, value in {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ConfigError, match="each process its own GPU .* use --device cuda, not cuda:1"):
+        DataParallel.from_environment("cuda:1")

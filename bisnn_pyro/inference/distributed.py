@@ -15,13 +15,15 @@ KL; the gradients are combined as
         - \\beta \\nabla \\mathrm{KL},
 
 the gradient one process computes on the whole minibatch of B with the same draw.  So N processes
-take the same steps as one, up to the order of floating-point sums (the natural-gradient rule
-and Adam see the same gradient on every process, hence keep the same parameters).
+take the same steps as one process through the same engine, up to the order of floating-point
+sums (the natural-gradient rule and Adam see the same gradient on every process, hence keep the
+same parameters).  Per step: one all-reduce of the gradients, one of the minibatch's loss (the
+online schedule: a step per time step), and after each epoch one agreement that rank 0 recorded it.
 
 Why not ``DistributedDataParallel`` itself: it wraps one ``nn.Module`` whose forward computes the
 loss, while a Pyro model's parameters live in its guide and its loss in an ELBO; the gradient
 hooks it would install are replaced here by one all-reduce of the flattened gradients before
-each step.
+each optimiser step.
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ class DataParallel:
         missing = [key for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if key not in os.environ]
         if missing:
             raise ConfigError(f"--distributed runs under torchrun ({', '.join(missing)} not set): {LAUNCH}")
-        on_gpu = str(device or "cpu").startswith("cuda")
-        if on_gpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if on_gpu else "gloo")
+        device = str(device or "cpu")
+        if device.startswith("cuda:"):
+            raise ConfigError(f"--distributed gives each process its own GPU (its LOCAL_RANK); use --device cuda, not {device}")
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # "cuda" is then this process's GPU
+        if not dist.is_initialized():  # gradients on the GPU go through NCCL, the scalars it agrees on through gloo
+            dist.init_process_group("cpu:gloo,cuda:nccl" if device == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size())
 
     def shard(self, batch: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from pyro.optim import PyroOptim
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from ..errors import TrainingDiverged
+from ..errors import PeerFailed, TrainingDiverged
 from .bnn import BayesianSNN
 from .checkpoint import save_checkpoint
 from .direct import DirectELBO, DirectSVI
@@ -300,9 +300,19 @@ class Trainer:
                 metrics.update(evaluate())
             history.append(metrics)
             bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+            failure = None
             if run_dir is not None:
-                run_dir = Path(run_dir)
-                save_checkpoint(run_dir / "checkpoint.pt", {**self.state_dict(), **(record or {}), "metrics": metrics})
-                with open(run_dir / "metrics.jsonl", "a") as handle:
-                    handle.write(json.dumps(metrics) + "\n")
+                try:
+                    self._record(Path(run_dir), metrics, record)
+                except Exception as error:
+                    failure = error
+            if self.parallel is not None and not self.parallel.agree(failure is None):  # none trains on alone
+                raise failure or PeerFailed(f"process {self.parallel.rank}: process 0 could not record epoch {self.epoch}")
+            if failure is not None:
+                raise failure
         return history
+
+    def _record(self, run_dir: Path, metrics: dict, record: dict[str, Any] | None) -> None:
+        save_checkpoint(run_dir / "checkpoint.pt", {**self.state_dict(), **(record or {}), "metrics": metrics})
+        with open(run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(metrics) + "\n")

@@ -2,14 +2,14 @@
 statistics that aggregate them honestly (intervals over seeds, paired differences)."""
 
 from .spec import Arm, StudyRun, StudySpec, read_study
-from .statistics import Summary, bootstrap_interval, paired_difference, summarise
+from .statistics import Summary, mean_interval, paired_difference, summarise
 
 __all__ = [
     "Arm",
     "StudyRun",
     "StudySpec",
     "Summary",
-    "bootstrap_interval",
+    "mean_interval",
     "paired_difference",
     "read_study",
     "summarise",

@@ -1,4 +1,4 @@
-"""A study's figures, every value a mean over seeds with its 95 % bootstrap interval: the metrics
+"""A study's figures, every value a mean over seeds with its 95 % t-interval: the metrics
 per arm, the metrics against each setting the study varies, the ensemble's metrics against its
 size, and reliability diagrams pooled over seeds (one per data set, arms overlaid)."""
 
@@ -60,7 +60,7 @@ def arm_metrics(rows: Sequence[dict], path: Path) -> Path:
     axes[0][0].set_yticks(range(len(arms)), arms, fontsize=8)
     axes[0][0].invert_yaxis()
     axes[0][-1].legend(title="prediction", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    figure.suptitle("mean over seeds, 95 % bootstrap interval")
+    figure.suptitle("mean over seeds, 95 % t-interval")
     return _save(figure, path)
 
 
@@ -108,7 +108,7 @@ def against_settings(rows: Sequence[dict], out: Path) -> list[Path]:
                 axis.set_xscale("log")
             axis.grid(alpha=0.3)
         axes[0][-1].legend(title="arms", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        figure.suptitle(f"headline predictor against {key}: mean over seeds, 95 % bootstrap interval")
+        figure.suptitle(f"headline predictor against {key}: mean over seeds, 95 % t-interval")
         paths.append(_save(figure, out / f"against_{key}.png"))
     return paths
 
@@ -134,7 +134,7 @@ def ensemble_sizes(rows: Sequence[dict], path: Path) -> Path | None:
         axis.set(xscale="log", xlabel="ensemble size K (x: the MAP)", ylabel=LABELS[metric])
         axis.grid(alpha=0.3)
     axes[0][-1].legend(title="arm", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    figure.suptitle("ensemble of the first K draws: mean over seeds, band: 95 % bootstrap interval")
+    figure.suptitle("ensemble of the first K draws: mean over seeds, band: 95 % t-interval")
     return _save(figure, path)
 
 

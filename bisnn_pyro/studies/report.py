@@ -1,5 +1,5 @@
 """A study's tables: one tidy row per run and prediction mode (``runs.csv``), each arm's metrics
-over its seeds (``summary.csv``, ``summary.md``: mean, standard deviation, 95 % bootstrap interval)
+over its seeds (``summary.csv``, ``summary.md``: mean, standard deviation, 95 % t-interval)
 and paired differences over the seeds two predictors share (``paired.csv``, ``paired.md``): two
 arms on the same data in one prediction mode, or two modes of one arm."""
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import figures
-from .runner import SCORES_FILE, STUDY_FILE
+from .runner import SCORES_FILE, SCORES_FORMAT, STUDY_FILE
 from .statistics import paired_difference, summarise
 
 SCORES = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
@@ -38,10 +38,17 @@ def finished_runs(study_dir: str | Path) -> list[dict[str, Any]]:
     if not listing.is_file():
         raise ConfigError(f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first")
     runs = []
-    for run in json.loads(listing.read_text())["runs"]:
+    study = json.loads(listing.read_text())
+    if not isinstance(study, dict) or "runs" not in study:
+        raise ConfigError(f"{listing} was written by another version of bisnn-pyro; run the study again to rewrite it")
+    for run in study["runs"]:
         scores_path = study_dir / run["folder"] / SCORES_FILE
         if scores_path.is_file():
-            runs.append({**run, "scores": json.loads(scores_path.read_text())})
+            scores = json.loads(scores_path.read_text())
+            if not isinstance(scores, dict) or scores.get("format") != SCORES_FORMAT:
+                raise ConfigError(f"{scores_path} was written by another version of bisnn-pyro; "
+                                  f"run the study again (`bisnn-pyro study run ... --out {study_dir}`) to rescore it")
+            runs.append({**run, "scores": scores["modes"]})
     return runs
 
 
@@ -59,7 +66,7 @@ def _write_figures(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out: 
     figures.arm_metrics(rows, out / "metrics.png")
     figures.against_settings(rows, out)
     figures.ensemble_sizes(rows, out / "ensemble_size.png")
-    headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(rows)}
+    headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(rows)}  # per run
     records = [
         {"arm": run["arm"], "mode": mode, "data": _data_name(run["config"]),
          "reliability": run["scores"][mode]["reliability"]}
@@ -76,11 +83,11 @@ def _data_name(config: dict[str, Any]) -> str:
 
 
 def _comparable(first: tuple[str, str], second: tuple[str, str], data: dict[str, str], headline: set) -> bool:
-    """Two predictors (arm, mode) compare in pairs when they are one arm's two modes, or two arms
-    on the same data in one mode or in their headline modes (the ensemble, else the MAP)."""
+    """Two predictors (arm, mode) compare in pairs when they are one arm's headline predictor and
+    another of its modes, or two arms' headline predictors (or MAPs) on the same data."""
     if first[0] == second[0]:
-        return True
-    return data[first[0]] == data[second[0]] and (first[1] == second[1] or {first, second} <= headline)
+        return first in headline or second in headline
+    return data[first[0]] == data[second[0]] and ({first, second} <= headline or first[1] == second[1] == "map")
 
 
 def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
@@ -103,8 +110,8 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
             summary.append({"arm": arm, "mode": mode, "metric": metric, "n": s.n, "mean": s.mean, "sd": s.sd,
                             "low": s.low, "high": s.high})
     _write_csv(out / "summary.csv", summary)
-    data = {row["arm"]: json.dumps({k: v for k, v in row.items() if k.startswith("data.")}, sort_keys=True) for row in rows}
-    headline = {(arm, "ensemble" if (arm, "ensemble") in by_arm else "map") for arm, _ in by_arm}
+    data = {run["arm"]: _data_name(run["config"]) for run in runs}
+    headline = {(row["arm"], row["mode"]) for row in figures.headline_rows(rows)}
     paired = []
     for first, second in itertools.combinations(sorted(by_arm), 2):
         if not _comparable(first, second, data, headline) or not set(by_arm[first]) & set(by_arm[second]):
@@ -124,7 +131,7 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
         lines.append(f"| {arm} | {mode} | {len(seeds)} | " + " | ".join(
             f"{c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}]" for c in cells) + " |")
     (out / "summary.md").write_text(
-        "Mean over seeds [95 % bootstrap interval of the mean; nan with one seed].\n\n" + "\n".join(lines) + "\n"
+        "Mean over seeds [95 % t-interval of the mean; nan with one seed].\n\n" + "\n".join(lines) + "\n"
     )
     _write_figures(runs, rows, out)
     return out
@@ -142,8 +149,9 @@ def _write_paired_markdown(path: Path, paired: list[dict[str, Any]]) -> None:
             f"{c['mean_difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] ({c['first_lower_in']} lower)" for c in cells
         ) + " |")
     path.write_text(
-        "Per-seed differences, first minus second: their mean [95 % bootstrap interval] and in how many "
-        "seeds the first was lower.\n\n" + "\n".join(table) + "\n"
+        f"Per-seed differences, first minus second: their mean [95 % t-interval] and in how many seeds the "
+        f"first was lower.  {len(pairs)} comparisons, each interval on its own (not adjusted for their number: "
+        f"about one in twenty intervals of equal predictors excludes 0).\n\n" + "\n".join(table) + "\n"
     )
 
 

@@ -3,9 +3,11 @@ local processes (one torch thread each) or as tasks on a Ray cluster; resumable,
 recorded without stopping the others.
 
 ``DIR/study.json`` lists the runs (arm, seed, folder, configuration) and the ensemble sizes to
-score; each run folder gets ``scores.json`` (its test-set scores per prediction mode) when it
-finishes.  Running the study again skips finished runs and resumes interrupted ones from their
-checkpoints.
+score; each run folder gets ``scores.json`` (its test-set scores per prediction mode, with the
+epochs and ensemble sizes they were made for) when it finishes.  Running the study again skips
+finished runs, rescores runs whose scores the study no longer matches (other ensemble sizes),
+continues runs to more epochs, resumes interrupted ones from their checkpoints, and refuses a
+folder that holds a run of another configuration (a study file edited under it).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -23,6 +26,7 @@ from ..errors import BisnnError, ConfigError, one_line
 from .spec import StudyRun, StudySpec
 
 STUDY_FILE, SCORES_FILE = "study.json", "scores.json"
+SCORES_FORMAT = 2
 
 
 def run_study(
@@ -39,7 +43,7 @@ def run_study(
     ("auto": the Ray cluster this process or machine belongs to, else a new local one; or a
     cluster's address) each run is a Ray task asking for one CPU, and a GPU when it trains on one.
     """
-    out = Path(out)
+    out = Path(out).resolve()  # tasks on a cluster's nodes resolve a relative path elsewhere
     runs = spec.runs()
     if ray is None:  # a cluster's nodes may hold data this machine has not
         check_arms(runs)
@@ -47,7 +51,7 @@ def run_study(
     listing = [{"arm": r.arm, "seed": r.seed, "folder": r.folder, "config": r.config.to_dict()} for r in runs]
     study = {"ensemble_sizes": list(spec.ensemble_sizes), "runs": listing}
     (out / STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
-    outcomes = {r.folder: "skipped" for r in runs if (out / r.folder / SCORES_FILE).is_file()}
+    outcomes = {r.folder: "skipped" for r in runs if finished(out / r.folder, r.config, spec.ensemble_sizes)}
     jobs = [(str(out / r.folder), r.config.to_dict(), spec.ensemble_sizes) for r in runs if r.folder not in outcomes]
     execute = _ray_tasks(ray) if ray is not None else _local_pool(workers)
     bar = tqdm(total=len(runs), initial=len(outcomes), desc="study", unit="run", disable=None if progress is None else not progress)
@@ -56,6 +60,18 @@ def run_study(
         bar.update()
     bar.close()
     return {r.folder: outcomes[r.folder] for r in runs}
+
+
+def finished(folder: Path, config, ensemble_sizes: Sequence[int]) -> bool:
+    """Whether ``folder`` holds this run's scores: made by its configuration, for its epochs and
+    these ensemble sizes, in the current format of ``scores.json``."""
+    try:
+        scores = json.loads((folder / SCORES_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    expected = {"format": SCORES_FORMAT, "config": config.fingerprint(), "epochs": config.epochs,
+                "ensemble_sizes": list(ensemble_sizes)}
+    return isinstance(scores, dict) and all(scores.get(key) == value for key, value in expected.items())
 
 
 def check_arms(runs: Sequence[StudyRun]) -> None:
@@ -71,6 +87,7 @@ def check_arms(runs: Sequence[StudyRun]) -> None:
 
 
 Job = tuple[str, dict, Sequence[int]]
+LOST = "run the study again to resume it"
 Executor = Callable[[list[Job]], Iterator[tuple[str, str]]]
 
 
@@ -81,8 +98,16 @@ def _local_pool(workers: int | None) -> Executor:
         count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
         with ProcessPoolExecutor(count, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(run_one, *job): job[0] for job in jobs}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            try:
+                for future in as_completed(futures):
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        outcome = f"a worker process died (killed for memory?): {LOST}"
+                    yield futures[future], outcome
+            except BaseException:  # Ctrl-C, or the caller stopped: queued runs do not start
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
 
     return execute
 
@@ -104,10 +129,19 @@ def _ray_tasks(address: str) -> Executor:
         for folder, config, sizes in jobs:
             gpus = 1 if str(config["training"].get("device") or "cpu").startswith("cuda") else 0
             pending[task.options(num_cpus=1, num_gpus=gpus, max_retries=0).remote(folder, config, sizes)] = folder
-        while pending:
-            finished, _ = ray.wait(list(pending), num_returns=1)
-            for reference in finished:
-                yield pending.pop(reference), ray.get(reference)
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for reference in done:
+                    try:
+                        outcome = ray.get(reference)
+                    except Exception as error:  # the task's worker crashed or was killed (run_one catches the rest)
+                        outcome = f"its Ray task failed ({type(error).__name__}): {LOST}"
+                    yield pending.pop(reference), outcome
+        except BaseException:
+            for reference in pending:
+                ray.cancel(reference)
+            raise
 
     return execute
 
@@ -118,15 +152,16 @@ def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] =
     import torch
 
     from ..config.run import ExperimentConfig
-    from ..experiment import CHECKPOINT_FILE, create_run, open_run
+    from ..experiment import CHECKPOINT_FILE, create_run
 
     torch.set_num_threads(1)
     try:
-        path = Path(folder)
-        resuming = (path / CHECKPOINT_FILE).is_file()
-        run = open_run(path, write=True) if resuming else create_run(ExperimentConfig(config), path)
+        path, config = Path(folder), ExperimentConfig(config)
+        run = _continued(path, config) if (path / CHECKPOINT_FILE).is_file() else create_run(config, path)
+        (path / SCORES_FILE).unlink(missing_ok=True)  # stale (other sizes, fewer epochs) until the new ones exist
         run.fit(progress=False)
-        scores = score_run(run, ensemble_sizes)
+        scores = {"format": SCORES_FORMAT, "config": config.fingerprint(), "epochs": config.epochs,
+                  "ensemble_sizes": list(ensemble_sizes), "modes": score_run(run, ensemble_sizes)}
         run.close()
         (path / SCORES_FILE).write_text(json.dumps(scores) + "\n")
         return "done"
@@ -136,24 +171,42 @@ def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] =
         return f"internal error ({type(error).__name__}: {one_line(error)})"
 
 
+def _continued(path: Path, config):
+    """The run in ``path``, opened to train to ``config``'s epochs; refused in one line if it is
+    another configuration's run or has trained beyond them."""
+    from ..experiment import open_run
+
+    run = open_run(path, write=True)
+    if run.config.fingerprint() != config.fingerprint():
+        run.close()
+        raise ConfigError(f"{path} holds a run of another configuration (was the study file edited?); "
+                          "remove the folder or run the study into another --out")
+    if config.epochs < run.trainer.epoch:
+        run.close()
+        raise ConfigError(f"{path} has trained {run.trainer.epoch} epochs; the study asks for {config.epochs}")
+    if config.epochs != run.config.epochs:
+        run.config = run.config.replaced(epochs=config.epochs)
+        run.write_config()
+    return run
+
+
 def score_run(run, ensemble_sizes: Sequence[int] = ()) -> dict[str, dict[str, float]]:
     """Test-set scores of a trained run per prediction mode: ``map``, and unless its guide is a
     point estimate ``ensemble`` (K = the run's ``samples``) and ``ensemble-K<k>`` for each of
     ``ensemble_sizes`` (the first k of one set of draws, so the sizes are nested); each with its
     reliability bins as sums (which pool over seeds)."""
     from ..analysis.metrics import prediction_scores, reliability_sums
-    from ..config.components import part
 
     def scored(draw_probs, labels):
         return {**prediction_scores(draw_probs, labels), "samples": len(draw_probs),
                 "reliability": reliability_sums(draw_probs.mean(0), labels)}
 
     scores = {"map": scored(*run.test_predictions("map", 1))}
-    if part("guide", run.config.guide).point_estimate:
+    if "ensemble" not in run.modes:
         return scores
     samples = run.config.samples
     draw_probs, labels = run.test_predictions("ensemble", max([samples, *ensemble_sizes]))
     scores["ensemble"] = scored(draw_probs[:samples], labels)
-    for k in ensemble_sizes:
+    for k in (k for k in ensemble_sizes if k != samples):  # K = samples is "ensemble" already
         scores[f"ensemble-K{k}"] = scored(draw_probs[:k], labels)
     return scores

@@ -74,6 +74,16 @@ class StudySpec:
 
     def runs(self) -> list[StudyRun]:
         """Every arm x seed, resolved and checked."""
+        folders: dict[str, str] = {}
+        for arm in self.arms:
+            folder = _folder_name(arm.name)
+            if folder in folders:
+                other = folders[folder]
+                raise ConfigError(
+                    f"arm {arm.name!r} appears twice (does a grid or zip list repeat a value?)" if other == arm.name
+                    else f"arms {other!r} and {arm.name!r} would share the folder {folder!r}; rename one"
+                )
+            folders[folder] = arm.name
         runs = []
         for arm in self.arms:
             for seed in arm.seeds or self.seeds:
