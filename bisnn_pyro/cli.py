@@ -106,14 +106,15 @@ def _parser() -> argparse.ArgumentParser:
 
     study = commands.add_parser("study", help="many seeds and settings as one study: run it, report it")
     study_commands = study.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
-    study_run = study_commands.add_parser("run", help="run (or finish) every run of a study file")
+    study_run = study_commands.add_parser("run", help="run (or finish) every run of a study file", allow_abbrev=False)
     study_run.add_argument("study_file", metavar="STUDY.toml")
     study_run.add_argument("--out", required=True, help="study folder: a run folder per arm and seed")
     study_run.add_argument("--workers", type=int, default=None, help="local processes (default: one per core)")
     study_run.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                            help="run as Ray tasks: auto (this machine's cluster, else a local one) or a cluster's address")
     study_run.add_argument("--quiet", action="store_true", help="no progress bar")
-    study_report = study_commands.add_parser("report", help="runs.csv, summary over seeds, paired differences")
+    study_report = study_commands.add_parser("report", help="runs.csv, summary over seeds, paired differences",
+                                             allow_abbrev=False)
     study_report.add_argument("study_dir", metavar="STUDY_DIR")
     study_report.add_argument("--out", default=None, help="folder to write (default: STUDY_DIR/report)")
 
@@ -206,8 +207,11 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
             run, error = _start_run(args, config, parallel), None
         except Exception as failure:  # any failure: the other processes must not wait for this one
             run, error = None, failure
-        if not parallel.agree(error is None):  # every process starts, or none trains
-            raise error or PeerFailed(f"process {parallel.rank}: another process of the run could not start")
+        failed = parallel.failed(error is None)  # every process starts, or none trains
+        if failed and error is not None and (parallel.rank == 0 or 0 not in failed):
+            raise error  # said once: by rank 0, or by each process that failed where rank 0 did not
+        if failed:
+            raise PeerFailed(f"process {parallel.rank}: another process of the run could not start")
         if parallel.writes:
             _fit_and_summarise(run, args)
         else:
@@ -281,7 +285,7 @@ def _report(args: argparse.Namespace) -> None:
 def _study(args: argparse.Namespace) -> None:
     from .studies import read_study
     from .studies.report import write_study_report
-    from .studies.runner import run_study
+    from .studies.runner import OUTCOMES, run_study
 
     if args.study_command == "report":
         path = write_study_report(args.study_dir, args.out or Path(args.study_dir) / "report")
@@ -292,14 +296,14 @@ def _study(args: argparse.Namespace) -> None:
     if args.ray is not None and args.workers is not None:
         raise ConfigError("--workers sets the local pool; with --ray the cluster's CPUs set how many runs go at once")
     outcomes = run_study(read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None, ray=args.ray)
-    failed = {folder: outcome for folder, outcome in outcomes.items() if outcome not in ("done", "skipped")}
+    failed = {folder: outcome for folder, outcome in outcomes.items() if outcome not in OUTCOMES}
     for folder, outcome in failed.items():
         print(f"bisnn-pyro: error: {Path(args.out) / folder}: {outcome}", file=sys.stderr)
-    done = sum(outcome == "done" for outcome in outcomes.values())
-    print(f"study {args.study_file}: {done} run(s) done, {len(outcomes) - done - len(failed)} finished before, "
-          f"{len(failed)} failed -> {args.out}")
+    counts = {outcome: sum(o == outcome for o in outcomes.values()) for outcome in OUTCOMES}
+    print(f"study {args.study_file}: {counts['done']} run(s) trained, {counts['scored']} scored again, "
+          f"{counts['skipped']} finished before, {len(failed)} failed -> {args.out}")
     if failed:
-        raise ConfigError(f"{len(failed)} of {len(outcomes)} runs failed (listed above); run the study again to retry them")
+        raise ConfigError(f"{len(failed)} of {len(outcomes)} runs failed (each said why above)")
 
 
 def _datasets(args: argparse.Namespace) -> None:

@@ -314,6 +314,8 @@ def open_run(
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
+        if (directory / "study.json").is_file():
+            raise ConfigError(f"{directory} is a study's folder, not a run's: `bisnn-pyro study report {directory}` reports it")
         raise CheckpointError(
             f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first"
         )

@@ -4,6 +4,7 @@ derives it), rank 0 alone writes the run folder, and a distributed run resumes."
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -22,10 +23,19 @@ SMALL = ["--hidden", "16", "--steps", "30", "--burn-in", "5", "--train-size", "7
 
 
 def torchrun(*argv: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node 2 -m bisnn_pyro ARGV``; on a hang, its whole
+    process group is killed (the training processes too, not only torchrun)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "bisnn_pyro", *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def model_state(folder):
@@ -82,7 +92,7 @@ def _config(**options):
 
 def test_a_minibatch_smaller_than_the_processes_is_refused():
     config = _config(train_size=41)  # the last minibatch holds one example
-    with pytest.raises(ConfigError, match="needs minibatches of >= 2 examples; 41 examples in batches of 20 leave one of 1"):
+    with pytest.raises(ConfigError, match="needs minibatches of >= 2 examples, but 41 examples in batches of 20 make a minibatch of 1"):
         build(config, load_data(config)[0], DataParallel(rank=0, world=2))
 
 
@@ -143,3 +153,9 @@ def test_an_explicit_gpu_is_refused_data_parallel(monkeypatch):
         monkeypatch.setenv(key, value)
     with pytest.raises(ConfigError, match="each process its own GPU .* use --device cuda, not cuda:1"):
         DataParallel.from_environment("cuda:1")
+
+
+def test_an_error_every_process_meets_is_said_once(tmp_path):
+    result = torchrun("train", *SMALL, "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "r"), "--distributed")
+    assert result.returncode != 0 and result.stderr.count("bisnn-pyro: error:") == 1
+    assert "needs minibatches of >= 2 examples" in result.stderr

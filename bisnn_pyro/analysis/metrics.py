@@ -14,6 +14,11 @@ from typing import NamedTuple
 import torch
 
 BIN_STRATEGIES = ("width", "mass")
+INF = float("inf")
+RANGES = {  # the values each score of :func:`prediction_scores` can take
+    "accuracy": (0.0, 1.0), "nll": (0.0, INF), "brier": (0.0, 2.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0),
+    "entropy": (0.0, INF), "mi": (0.0, INF), "elpd_test": (-INF, 0.0), "elpd_test_se": (0.0, INF),
+}
 
 
 def _check(probs: torch.Tensor, labels: torch.Tensor) -> None:

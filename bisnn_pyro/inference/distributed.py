@@ -78,8 +78,8 @@ class DataParallel:
         last = examples % batch_size or batch_size
         if min(batch_size, last) < self.world:
             raise ConfigError(
-                f"--distributed with {self.world} processes needs minibatches of >= {self.world} examples; "
-                f"{examples} examples in batches of {batch_size} leave one of {min(batch_size, last)}"
+                f"--distributed with {self.world} processes needs minibatches of >= {self.world} examples, but "
+                f"{examples} examples in batches of {batch_size} make a minibatch of {min(batch_size, last)}"
             )
 
     def combine(self, tensors: Iterable[torch.Tensor], weight: float) -> None:
@@ -93,13 +93,18 @@ class DataParallel:
         for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
             t.copy_(part.view_as(t))
 
-    def agree(self, ok: bool) -> bool:
-        """Whether every process is ``ok`` (a collective: every process must call it)."""
+    def failed(self, ok: bool) -> list[int]:
+        """The ranks of the processes that are not ``ok`` (a collective: every process calls it)."""
         import torch.distributed as dist
 
-        flag = torch.tensor([0.0 if ok else 1.0])
-        dist.all_reduce(flag)
-        return flag.item() == 0.0
+        flags = torch.zeros(self.world)
+        flags[self.rank] = 0.0 if ok else 1.0
+        dist.all_reduce(flags)
+        return [rank for rank, flag in enumerate(flags.tolist()) if flag]
+
+    def agree(self, ok: bool) -> bool:
+        """Whether every process is ``ok`` (a collective: every process calls it)."""
+        return not self.failed(ok)
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -4,11 +4,14 @@ size, and reliability diagrams pooled over seeds (one per data set, arms overlai
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
+from ..analysis.metrics import RANGES
 from ..analysis.plots import _save, _subplots
 from .statistics import summarise
 
@@ -16,9 +19,9 @@ FIGURE_METRICS = ("accuracy", "nll", "ece", "elpd_test")
 LABELS = {"accuracy": "test accuracy", "nll": "NLL (nats)", "ece": "ECE (15 bins)", "elpd_test": "held-out elpd"}
 
 
-def _interval(values: Sequence[float]) -> tuple[float, float, float]:
+def _interval(values: Sequence[float], metric: str) -> tuple[float, float, float]:
     """Mean and the distances down and up to its interval's ends (0 with one seed)."""
-    s = summarise(values)
+    s = summarise(values, bounds=RANGES[metric])
     if s.n < 2:
         return s.mean, 0.0, 0.0
     return s.mean, s.mean - s.low, s.high - s.mean
@@ -29,6 +32,23 @@ def _by(rows: Sequence[dict], *keys: str) -> dict[tuple, list[dict]]:
     for row in rows:
         groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
     return groups
+
+
+def _ticks_at(axis, values: set) -> None:
+    """Ticks at exactly ``values`` (the settings a study ran), on a log axis where they span a
+    factor of 10 or more."""
+    ticks = sorted(values)
+    if min(ticks) > 0 and max(ticks) / min(ticks) >= 10:
+        axis.set_xscale("log")
+    axis.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    axis.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _common_name(arms: Sequence[str]) -> str:
+    """What the names of arms that differ in one setting share ("bayes" of "bayes-tau0.25" and
+    "bayes-tau1"), or their names joined."""
+    common = os.path.commonprefix(list(arms)).rstrip("-_=.0123456789")
+    return common or " / ".join(arms)
 
 
 def _spread(values: Sequence[float]) -> float:
@@ -51,7 +71,7 @@ def arm_metrics(rows: Sequence[dict], path: Path) -> Path:
     for axis, metric in zip(axes[0], FIGURE_METRICS):
         for m, mode in enumerate(modes):
             for i, ((arm,), group) in enumerate(_by([r for r in shown if r["mode"] == mode], "arm").items()):
-                mean, down, up = _interval([r[metric] for r in group])
+                mean, down, up = _interval([r[metric] for r in group], metric)
                 y = arms.index(arm) + (m - (len(modes) - 1) / 2) * 0.25
                 axis.errorbar(mean, y, xerr=[[down], [up]], fmt="o", color=f"C{m}", ms=4, capsize=2,
                               label=mode if i == 0 else None)
@@ -93,19 +113,18 @@ def against_settings(rows: Sequence[dict], out: Path) -> list[Path]:
         for _, group in _by(rows, *fixed).items():
             values = sorted({row.get(key) for row in group if row.get(key) not in (None, "")})
             if len(values) > 1:
-                lines[" ".join(sorted({row["arm"] for row in group}))] = (values, group)
+                lines[_common_name(sorted({row["arm"] for row in group}))] = (values, group)
         if not lines:
             continue
         figure, axes = _subplots(1, len(FIGURE_METRICS), 3.6 * len(FIGURE_METRICS), 3.4)
         for axis, metric in zip(axes[0], FIGURE_METRICS):
             for n, (name, (values, group)) in enumerate(lines.items()):
-                stats = [_interval([r[metric] for r in group if r.get(key) == v]) for v in values]
+                stats = [_interval([r[metric] for r in group if r.get(key) == v], metric) for v in values]
                 means = [s[0] for s in stats]
                 axis.errorbar(values, means, yerr=[[s[1] for s in stats], [s[2] for s in stats]], fmt="o-",
                               color=f"C{n}", capsize=3, label=name)
             axis.set(xlabel=key, ylabel=LABELS[metric])
-            if key in ("guide.temperature", "training.kl_weight", "optim.lr", "prior.p"):
-                axis.set_xscale("log")
+            _ticks_at(axis, {v for values, _ in lines.values() for v in values})
             axis.grid(alpha=0.3)
         axes[0][-1].legend(title="arms", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         figure.suptitle(f"headline predictor against {key}: mean over seeds, 95 % t-interval")
@@ -125,13 +144,14 @@ def ensemble_sizes(rows: Sequence[dict], path: Path) -> Path | None:
         for n, arm in enumerate(arms):
             sizes = _by([r for r in ensemble_rows if r["arm"] == arm], "samples")
             ks = sorted(k for (k,) in sizes)
-            stats = np.array([_interval([r[metric] for r in sizes[(k,)]]) for k in ks])
-            axis.plot(ks, stats[:, 0], "o-", color=f"C{n}", label=arm, ms=3)
+            stats = np.array([_interval([r[metric] for r in sizes[(k,)]], metric) for k in ks])
+            axis.plot(ks, stats[:, 0], marker="os^Dv"[n % 5], ls=("-", "--", ":", "-.")[n % 4], color=f"C{n}", label=arm, ms=3)
             axis.fill_between(ks, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 2], color=f"C{n}", alpha=0.2)
             maps = [r[metric] for r in rows if r["arm"] == arm and r["mode"] == "map"]
             if maps:
                 axis.plot([1], [np.mean(maps)], "x", color=f"C{n}", ms=7)
-        axis.set(xscale="log", xlabel="ensemble size K (x: the MAP)", ylabel=LABELS[metric])
+        axis.set(xlabel="ensemble size K (x: the MAP)", ylabel=LABELS[metric])
+        _ticks_at(axis, {r["samples"] for r in ensemble_rows if r["arm"] in arms} | {1})
         axis.grid(alpha=0.3)
     axes[0][-1].legend(title="arm", fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.suptitle("ensemble of the first K draws: mean over seeds, band: 95 % t-interval")
@@ -147,6 +167,7 @@ def pooled_reliability(records: Sequence[dict[str, Any]], out: Path) -> list[Pat
     for d, ((data,), group) in enumerate(datasets.items()):
         figure, axes = _subplots(2, 1, 7.5, 7, gridspec_kw={"height_ratios": [3, 1.3]})
         top, bottom = axes[:, 0]
+        name = group[0]["dataset"] + (f" (data settings {d + 1})" if len(datasets) > 1 else "")
         top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
         for n, ((arm,), runs) in enumerate(_by(group, "arm").items()):
             bins = [r["reliability"] for r in runs]
@@ -157,13 +178,15 @@ def pooled_reliability(records: Sequence[dict[str, Any]], out: Path) -> list[Pat
             spread = [_spread([b["correct_sum"][i] / b["count"][i] for b in bins if b["count"][i] > 0])
                       for i in np.flatnonzero(filled)]
             ece = np.abs(confidence - accuracy) @ count[filled] / count.sum()
-            top.errorbar(confidence, accuracy, yerr=spread, fmt="o-", color=f"C{n}", ms=3, capsize=2,
+            spread = np.array(spread)
+            bars = [np.minimum(spread, accuracy), np.minimum(spread, 1 - accuracy)]  # within [0, 1]
+            top.errorbar(confidence, accuracy, yerr=bars, fmt="o-", color=f"C{n}", ms=3, capsize=2,
                          label=f"{arm} ({runs[0]['mode']}, {len(runs)} seeds): pooled ECE {ece:.3f}")
             edges = np.linspace(0, 1, len(count) + 1)
             bottom.stairs(count / len(runs), edges, color=f"C{n}", lw=1.5)
         top.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="top-class confidence (pooled mean in bin)",
-                ylabel="accuracy in bin", title=f"reliability pooled over seeds: {data}")
+                ylabel="accuracy in bin", title=f"reliability pooled over seeds: {name}")
         top.legend(fontsize=7, loc="upper left")
-        bottom.set(yscale="log", xlabel="top-class confidence", ylabel="points per seed", xlim=(0, 1))
+        bottom.set(xlabel="top-class confidence", ylabel="points per seed", xlim=(0, 1))
         paths.append(_save(figure, out / f"reliability_{d}.png" if len(datasets) > 1 else out / "reliability.png"))
     return paths

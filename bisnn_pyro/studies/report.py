@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..analysis.metrics import RANGES
 from ..errors import ConfigError
 from . import figures
 from .runner import SCORES_FILE, SCORES_FORMAT, STUDY_FILE
@@ -35,6 +36,8 @@ def finished_runs(study_dir: str | Path) -> list[dict[str, Any]]:
     """The study's finished runs as listed in ``study.json``, each with its ``scores``."""
     study_dir = Path(study_dir)
     listing = study_dir / STUDY_FILE
+    if study_dir.is_file():
+        raise ConfigError(f"{study_dir} is a file; study report takes the folder a study ran into (its --out)")
     if not listing.is_file():
         raise ConfigError(f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first")
     runs = []
@@ -68,7 +71,7 @@ def _write_figures(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out: 
     figures.ensemble_sizes(rows, out / "ensemble_size.png")
     headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(rows)}  # per run
     records = [
-        {"arm": run["arm"], "mode": mode, "data": _data_name(run["config"]),
+        {"arm": run["arm"], "mode": mode, "data": _data_name(run["config"]), "dataset": run["config"]["data"]["dataset"],
          "reliability": run["scores"][mode]["reliability"]}
         for run in runs
         if (mode := headline[(run["arm"], run["seed"])]) and "reliability" in run["scores"][mode]
@@ -106,7 +109,7 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
     summary = []
     for (arm, mode), seeds in by_arm.items():
         for metric in METRICS:
-            s = summarise([row[metric] for row in seeds.values()])
+            s = summarise([row[metric] for row in seeds.values()], bounds=RANGES[metric])
             summary.append({"arm": arm, "mode": mode, "metric": metric, "n": s.n, "mean": s.mean, "sd": s.sd,
                             "low": s.low, "high": s.high})
     _write_csv(out / "summary.csv", summary)
@@ -130,8 +133,12 @@ def write_study_report(study_dir: str | Path, out: str | Path) -> Path:
         cells = [next(s for s in summary if (s["arm"], s["mode"], s["metric"]) == (arm, mode, m)) for m in METRICS]
         lines.append(f"| {arm} | {mode} | {len(seeds)} | " + " | ".join(
             f"{c['mean']:.3f} [{c['low']:.3f}, {c['high']:.3f}]" for c in cells) + " |")
+    fewest = min(len(seeds) for seeds in by_arm.values())
+    caution = (f"  Some predictors have {fewest} seed{'s' if fewest > 1 else ''}: with so few, the interval is wide "
+               "(t = 12.7 at two seeds) or absent; five or more make it informative." if fewest < 3 else "")
     (out / "summary.md").write_text(
-        "Mean over seeds [95 % t-interval of the mean; nan with one seed].\n\n" + "\n".join(lines) + "\n"
+        "Mean over seeds [95 % t-interval of the mean, cut to the values the metric can take; nan with one seed]."
+        + caution + "\n\n" + "\n".join(lines) + "\n"
     )
     _write_figures(runs, rows, out)
     return out

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,6 +29,7 @@ from .spec import StudyRun, StudySpec
 
 STUDY_FILE, SCORES_FILE = "study.json", "scores.json"
 SCORES_FORMAT = 2
+OUTCOMES = ("done", "scored", "skipped")  # trained (and scored); scored again without training; finished before
 
 
 def run_study(
@@ -36,24 +39,27 @@ def run_study(
     progress: bool | None = None,
     ray: str | None = None,
 ) -> dict[str, str]:
-    """Run every run of ``spec`` under ``out``; returns each run folder's outcome: "done",
-    "skipped" (finished before) or its one-line error.
+    """Run every run of ``spec`` under ``out``; returns each run folder's outcome: "done"
+    (trained), "scored" (scored again without training), "skipped" (finished before) or its
+    one-line error.
 
     Locally the runs share a pool of ``workers`` processes (default: one per core).  With ``ray``
     ("auto": the Ray cluster this process or machine belongs to, else a new local one; or a
     cluster's address) each run is a Ray task asking for one CPU, and a GPU when it trains on one.
     """
     out = Path(out).resolve()  # tasks on a cluster's nodes resolve a relative path elsewhere
+    if (out / "config.json").is_file():
+        raise ConfigError(f"{out} is a run folder; a study writes a folder of its own (choose another --out)")
     runs = spec.runs()
     if ray is None:  # a cluster's nodes may hold data this machine has not
         check_arms(runs)
+    execute = _ray_tasks(ray) if ray is not None else _local_pool(workers)
     out.mkdir(parents=True, exist_ok=True)
     listing = [{"arm": r.arm, "seed": r.seed, "folder": r.folder, "config": r.config.to_dict()} for r in runs]
     study = {"ensemble_sizes": list(spec.ensemble_sizes), "runs": listing}
     (out / STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
     outcomes = {r.folder: "skipped" for r in runs if finished(out / r.folder, r.config, spec.ensemble_sizes)}
     jobs = [(str(out / r.folder), r.config.to_dict(), spec.ensemble_sizes) for r in runs if r.folder not in outcomes]
-    execute = _ray_tasks(ray) if ray is not None else _local_pool(workers)
     bar = tqdm(total=len(runs), initial=len(outcomes), desc="study", unit="run", disable=None if progress is None else not progress)
     for folder, outcome in execute(jobs):
         outcomes[Path(folder).relative_to(out).as_posix()] = outcome
@@ -96,8 +102,8 @@ def _local_pool(workers: int | None) -> Executor:
         if not jobs:
             return
         count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-        with ProcessPoolExecutor(count, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, *job): job[0] for job in jobs}
+        with ProcessPoolExecutor(count, mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_study) as pool:
+            futures = {pool.submit(_interruptible, *job): job[0] for job in jobs}
             try:
                 for future in as_completed(futures):
                     try:
@@ -105,11 +111,31 @@ def _local_pool(workers: int | None) -> Executor:
                     except BrokenProcessPool:
                         outcome = f"a worker process died (killed for memory?): {LOST}"
                     yield futures[future], outcome
-            except BaseException:  # Ctrl-C, or the caller stopped: queued runs do not start
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException:  # Ctrl-C, or the caller stopped: queued runs do not start, running ones stop
+                for worker in active_children():  # also when the interrupt reached this process alone
+                    os.kill(worker.pid, signal.SIGINT)
+                pool.shutdown(wait=True, cancel_futures=True)  # the running runs stop at their next step
                 raise
 
     return execute
+
+
+def _leave_interrupts_to_the_study() -> None:
+    """A pool worker ignores Ctrl-C (the terminal sends it to the whole process group) except while
+    it trains (:func:`_interruptible`): none prints a traceback from its start-up or its idle wait."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _interruptible(*job) -> str:
+    """:func:`run_one` in a pool worker, stopped by Ctrl-C at its next step (its checkpoint keeps
+    the last finished epoch)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return run_one(*job)
+    except KeyboardInterrupt:
+        return "interrupted"
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _ray_tasks(address: str) -> Executor:
@@ -117,13 +143,14 @@ def _ray_tasks(address: str) -> Executor:
         import ray
     except ImportError:
         raise ConfigError('--ray needs Ray, which is not installed: pip install "bisnn-pyro[cluster]"') from None
+    if not ray.is_initialized():
+        _check_reachable(address)
+        try:
+            ray.init(address=None if address == "auto" else address, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {one_line(error)}") from None
 
     def execute(jobs: list[Job]) -> Iterator[tuple[str, str]]:
-        if not ray.is_initialized():
-            try:
-                ray.init(address=None if address == "auto" else address, log_to_driver=False)
-            except (ConnectionError, ValueError, RuntimeError) as error:
-                raise ConfigError(f"--ray {address}: cannot join the Ray cluster: {one_line(error)}") from None
         task = ray.remote(run_one)
         pending = {}
         for folder, config, sizes in jobs:
@@ -146,9 +173,23 @@ def _ray_tasks(address: str) -> Executor:
     return execute
 
 
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """Refuse, in one line, a cluster address nothing answers at (Ray itself would retry forever)."""
+    if address == "auto" or "://" in address:  # auto, or a Ray Client address (ray://host:port)
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray {address}: expected auto or HOST:PORT of a Ray cluster's head")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise ConfigError(f"--ray {address}: no Ray cluster answers there ({one_line(error)})") from None
+
+
 def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] = ()) -> str:
     """Train (or resume) one run with one torch thread, score it and write its ``scores.json``:
-    returns "done", or the run's one-line error (a bug in one run must not stop the others)."""
+    returns "done" (it trained), "scored" (it had trained already), or the run's one-line error (a bug
+    in one run must not stop the others)."""
     import torch
 
     from ..config.run import ExperimentConfig
@@ -159,12 +200,13 @@ def run_one(folder: str, config: dict[str, Any], ensemble_sizes: Sequence[int] =
         path, config = Path(folder), ExperimentConfig(config)
         run = _continued(path, config) if (path / CHECKPOINT_FILE).is_file() else create_run(config, path)
         (path / SCORES_FILE).unlink(missing_ok=True)  # stale (other sizes, fewer epochs) until the new ones exist
+        trained = run.trainer.epoch
         run.fit(progress=False)
         scores = {"format": SCORES_FORMAT, "config": config.fingerprint(), "epochs": config.epochs,
                   "ensemble_sizes": list(ensemble_sizes), "modes": score_run(run, ensemble_sizes)}
         run.close()
         (path / SCORES_FILE).write_text(json.dumps(scores) + "\n")
-        return "done"
+        return "done" if run.trainer.epoch > trained else "scored"
     except BisnnError as error:
         return one_line(error)
     except Exception as error:

@@ -121,6 +121,8 @@ def _seeds(value: Any, path: Path | str) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return tuple(range(value))
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        if not all(0 <= s < 2**63 for s in value):
+            raise ConfigError(f"{path}: seeds must lie in [0, 2**63), got {value}")
         if len(set(value)) != len(value):
             raise ConfigError(f"{path}: seeds repeat: {value}")
         return tuple(value)

@@ -44,13 +44,17 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float,
     return float(data.mean() - half), float(data.mean() + half)
 
 
-def summarise(values: Sequence[float], level: float = LEVEL) -> Summary:
-    """n, mean, standard deviation and t-interval of the mean of ``values``."""
+def summarise(values: Sequence[float], level: float = LEVEL, bounds: tuple[float, float] | None = None) -> Summary:
+    """n, mean, standard deviation and t-interval of the mean of ``values``; the interval cut to
+    ``bounds``, the values the quantity can take (an accuracy's mean lies in [0, 1] whatever
+    the t-distribution says with two seeds)."""
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
         raise ValueError("nothing to summarise: no values")
     sd = float(data.std(ddof=1)) if data.size > 1 else math.nan
     low, high = mean_interval(data, level)
+    if bounds is not None and data.size > 1:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
     return Summary(int(data.size), float(data.mean()), sd, low, high)
 
 
