@@ -243,8 +243,9 @@ def test_aggregation_of_hand_made_scores(tmp_path):
     assert not any("c " in first or "c " in second for first, second, _ in paired)  # c's data differ: no pairs
     assert "a ensemble | b map | 3 |" in (out / "paired.md").read_text()
     assert "| a | ensemble | 3 | 0.810 [" in (out / "summary.md").read_text()
-    figures = {path.name for path in out.glob("*.png")}  # a figure per data set; a and b differ in temperature alone
-    assert figures == {"metrics.png", "reliability_0.png", "reliability_1.png", "against_guide.temperature.png"}
+    figures = {str(path.relative_to(out)) for path in out.rglob("*.png")}  # a and b differ in temperature alone
+    assert figures == {"two-moons-1/metrics.png", "two-moons-1/reliability.png", "two-moons-1/against_guide.temperature.png",
+                       "two-moons-2/metrics.png", "two-moons-2/reliability.png"}  # c's data differ: figures of their own
 
 
 TINY_STUDY = STUDY.replace("seeds = 2", "seeds = 2\nensemble_sizes = [1, 5]")

@@ -1,6 +1,6 @@
 """A study's figures, every value a mean over seeds with its 95 % t-interval: the metrics
 per arm, the metrics against each setting the study varies, the ensemble's metrics against its
-size, and reliability diagrams pooled over seeds (one per data set, arms overlaid)."""
+size, and reliability diagrams pooled over seeds (arms overlaid); one set per data set."""
 
 from __future__ import annotations
 
@@ -158,35 +158,29 @@ def ensemble_sizes(rows: Sequence[dict], path: Path) -> Path | None:
     return _save(figure, path)
 
 
-def pooled_reliability(records: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Reliability diagrams of each arm's headline predictor, bins pooled over its seeds (accuracy
-    at the pooled mean confidence, bars: the spread of the bin's accuracy over seeds (s.d.)), with
-    the pooled bin counts below; one figure per data set."""
-    paths = []
-    datasets = _by(records, "data")
-    for d, ((data,), group) in enumerate(datasets.items()):
-        figure, axes = _subplots(2, 1, 7.5, 7, gridspec_kw={"height_ratios": [3, 1.3]})
-        top, bottom = axes[:, 0]
-        name = group[0]["dataset"] + (f" (data settings {d + 1})" if len(datasets) > 1 else "")
-        top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-        for n, ((arm,), runs) in enumerate(_by(group, "arm").items()):
-            bins = [r["reliability"] for r in runs]
-            count = np.sum([b["count"] for b in bins], 0)
-            filled = count > 0
-            confidence = np.sum([b["confidence_sum"] for b in bins], 0)[filled] / count[filled]
-            accuracy = np.sum([b["correct_sum"] for b in bins], 0)[filled] / count[filled]
-            spread = [_spread([b["correct_sum"][i] / b["count"][i] for b in bins if b["count"][i] > 0])
-                      for i in np.flatnonzero(filled)]
-            ece = np.abs(confidence - accuracy) @ count[filled] / count.sum()
-            spread = np.array(spread)
-            bars = [np.minimum(spread, accuracy), np.minimum(spread, 1 - accuracy)]  # within [0, 1]
-            top.errorbar(confidence, accuracy, yerr=bars, fmt="o-", color=f"C{n}", ms=3, capsize=2,
-                         label=f"{arm} ({runs[0]['mode']}, {len(runs)} seeds): pooled ECE {ece:.3f}")
-            edges = np.linspace(0, 1, len(count) + 1)
-            bottom.stairs(count / len(runs), edges, color=f"C{n}", lw=1.5)
-        top.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="top-class confidence (pooled mean in bin)",
-                ylabel="accuracy in bin", title=f"reliability pooled over seeds: {name}")
-        top.legend(fontsize=7, loc="upper left")
-        bottom.set(xlabel="top-class confidence", ylabel="points per seed", xlim=(0, 1))
-        paths.append(_save(figure, out / f"reliability_{d}.png" if len(datasets) > 1 else out / "reliability.png"))
-    return paths
+def pooled_reliability(records: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Reliability diagrams of each arm's headline predictor on one data set, bins pooled over its
+    seeds (accuracy at the pooled mean confidence, bars: the spread of the bin's accuracy over
+    seeds (s.d.)), with the pooled bin counts below."""
+    figure, axes = _subplots(2, 1, 7.5, 7, gridspec_kw={"height_ratios": [3, 1.3]})
+    top, bottom = axes[:, 0]
+    name = records[0]["dataset"]
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for n, ((arm,), runs) in enumerate(_by(records, "arm").items()):
+        bins = [r["reliability"] for r in runs]
+        count = np.sum([b["count"] for b in bins], 0)
+        filled = count > 0
+        confidence = np.sum([b["confidence_sum"] for b in bins], 0)[filled] / count[filled]
+        accuracy = np.sum([b["correct_sum"] for b in bins], 0)[filled] / count[filled]
+        spread = np.array([_spread([b["correct_sum"][i] / b["count"][i] for b in bins if b["count"][i] > 0])
+                           for i in np.flatnonzero(filled)])
+        ece = np.abs(confidence - accuracy) @ count[filled] / count.sum()
+        bars = [np.minimum(spread, accuracy), np.minimum(spread, 1 - accuracy)]  # within [0, 1]
+        top.errorbar(confidence, accuracy, yerr=bars, fmt="o-", color=f"C{n}", ms=3, capsize=2,
+                     label=f"{arm} ({runs[0]['mode']}, {len(runs)} seeds): pooled ECE {ece:.3f}")
+        bottom.stairs(count / len(runs), np.linspace(0, 1, len(count) + 1), color=f"C{n}", lw=1.5)
+    top.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="top-class confidence (pooled mean in bin)",
+            ylabel="accuracy in bin", title=f"reliability pooled over seeds: {name}")
+    top.legend(fontsize=7, loc="best")
+    bottom.set(xlabel="top-class confidence", ylabel="points per seed", xlim=(0, 1))
+    return _save(figure, path)

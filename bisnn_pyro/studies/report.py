@@ -66,18 +66,28 @@ def study_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _write_figures(runs: list[dict[str, Any]], rows: list[dict[str, Any]], out: Path) -> None:
-    figures.arm_metrics(rows, out / "metrics.png")
-    figures.against_settings(rows, out)
-    figures.ensemble_sizes(rows, out / "ensemble_size.png")
-    headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(rows)}  # per run
-    records = [
-        {"arm": run["arm"], "mode": mode, "data": _data_name(run["config"]), "dataset": run["config"]["data"]["dataset"],
-         "reliability": run["scores"][mode]["reliability"]}
-        for run in runs
-        if (mode := headline[(run["arm"], run["seed"])]) and "reliability" in run["scores"][mode]
-    ]
-    if records:
-        figures.pooled_reliability(records, out)
+    """The figures, in ``out``, or with several data sets (whose metrics share no scale) in a
+    folder per data set."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(_data_name(run["config"]), []).append(run)
+    names = [group[0]["config"]["data"]["dataset"] for group in groups.values()]
+    for d, (group, name) in enumerate(zip(groups.values(), names)):
+        folder = out if len(groups) == 1 else out / (name if names.count(name) == 1 else f"{name}-{d + 1}")
+        folder.mkdir(exist_ok=True)
+        members = {(run["arm"], run["seed"]) for run in group}
+        data_rows = [row for row in rows if (row["arm"], row["seed"]) in members]
+        figures.arm_metrics(data_rows, folder / "metrics.png")
+        figures.against_settings(data_rows, folder)
+        figures.ensemble_sizes(data_rows, folder / "ensemble_size.png")
+        headline = {(row["arm"], row["seed"]): row["mode"] for row in figures.headline_rows(data_rows)}
+        records = [
+            {"arm": run["arm"], "mode": mode, "dataset": name, "reliability": run["scores"][mode]["reliability"]}
+            for run in group
+            if (mode := headline[(run["arm"], run["seed"])]) and "reliability" in run["scores"][mode]
+        ]
+        if records:
+            figures.pooled_reliability(records, folder / "reliability.png")
 
 
 def _data_name(config: dict[str, Any]) -> str:
