@@ -126,10 +126,17 @@ def _leave_interrupts_to_the_study() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _interrupt_once(signum, frame) -> None:
+    """KeyboardInterrupt, once: a second Ctrl-C (the terminal's and the study's own may both come)
+    must not break into the first one's unwinding."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _interruptible(*job) -> str:
     """:func:`run_one` in a pool worker, stopped by Ctrl-C at its next step (its checkpoint keeps
     the last finished epoch)."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         return run_one(*job)
     except KeyboardInterrupt:
