@@ -125,7 +125,7 @@ def plain_torch_step(bsnn, lams: dict, prior: dict, x, y, lr: float, temperature
     """One Bayes-BiSNN sequence step written in plain PyTorch: relaxed draws, the network, the
     categorical log-likelihood, the exact KL and the natural-gradient update, no Pyro."""
     weights = []
-    for name, lam in lams.items():
+    for lam in lams.values():
         u = torch.rand_like(lam).clamp(torch.finfo(lam.dtype).tiny, 1.0 - torch.finfo(lam.dtype).eps)
         weights.append(torch.tanh((lam + 0.5 * (torch.log(u) - torch.log1p(-u))) / temperature))
     readouts = bsnn.net.run(x, weights).readouts[..., bsnn.likelihood.burn_in :, :]

@@ -14,14 +14,14 @@ from typing import Sequence
 
 import torch
 
+from . import __version__
 from .analysis.health import chance_warnings, loss_warnings
 from .config.components import KINDS, REGISTRY, load_plugins, part_flags
-from . import __version__
 from .config.options import ConfigError, Text
 from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_file, sectioned
 from .data.registry import SPECS
-from .experiment import Run, create_run, open_run
 from .errors import BisnnError, PeerFailed, one_line
+from .experiment import Run, create_run, open_run
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
 from .runtime import keep_freed_memory
@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--config", metavar="FILE", help="configuration file: TOML, or a run's config.json")
     train.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="one option, e.g. training.epochs=30 or prior.p=0.3"
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="one option, e.g. training.epochs=30 or prior.p=0.3",
     )
     train.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE", help=PLUGINS.help)
     for kind in KINDS:
@@ -111,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     study_run.add_argument("--out", required=True, help="study folder: a run folder per arm and seed")
     study_run.add_argument("--workers", type=int, default=None, help="local processes (default: one per core)")
     study_run.add_argument("--ray", metavar="auto|ADDRESS", default=None,
-                           help="run as Ray tasks: auto (this machine's cluster, else a local one) or a cluster's address")
+                           help="run as Ray tasks: auto (this machine's cluster, else a local one) "
+                                "or a cluster's address")
     study_run.add_argument("--quiet", action="store_true", help="no progress bar")
     study_report = study_commands.add_parser("report", help="runs.csv, summary over seeds, paired differences",
                                              allow_abbrev=False)
@@ -149,7 +151,9 @@ def _part_options(extra: list[str]) -> list[tuple[str, str]]:
         token = rest.pop(0)
         key, equals, value = token[2:].partition("=") if token.startswith("--") else ("", "", "")
         if key.partition(".")[0] not in KINDS or not key.partition(".")[2]:
-            raise ConfigError(f"unrecognized argument {token!r} (part options read --KIND.OPTION VALUE, e.g. --prior.p 0.3)")
+            raise ConfigError(
+                f"unrecognized argument {token!r} (part options read --KIND.OPTION VALUE, e.g. --prior.p 0.3)"
+            )
         if not equals:
             if not rest or rest[0].startswith("--"):
                 raise ConfigError(f"{token} needs a value")
@@ -192,7 +196,8 @@ def _train(args: argparse.Namespace, extra: list[str]) -> None:
         if args.config or args.set or args.plugins or extra or given:
             named = sorted(given) or ["--config / --set / --plugin"]
             raise ConfigError(
-                f"--resume continues the run as its config.json says; only --epochs may be given (got {', '.join(named)})"
+                "--resume continues the run as its config.json says; "
+                f"only --epochs may be given (got {', '.join(named)})"
             )
         config = None
     else:
@@ -236,7 +241,9 @@ def _start_run(args: argparse.Namespace, config: ExperimentConfig | None, parall
     if epochs is not None:
         run.config = run.config.replaced(epochs=Text(epochs))
         if run.config.epochs < run.trainer.epoch:
-            raise ConfigError(f"--epochs {run.config.epochs}: {args.out} has trained {run.trainer.epoch} epochs already")
+            raise ConfigError(
+                f"--epochs {run.config.epochs}: {args.out} has trained {run.trainer.epoch} epochs already"
+            )
         if run.lock is not None:
             run.write_config()
     return run
@@ -248,7 +255,9 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - start
     scores = [run.evaluate(mode) for mode in run.modes]
     epochs = run.trainer.epoch
-    header = f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
+    header = (
+        f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
+    )
     print(f"{header} -> {run.directory}: " + "; ".join(_format(s) for s in scores))
     classes, best = SPECS[run.config.dataset].classes, max(scores, key=lambda s: s["accuracy"])
     for warning in [
@@ -295,7 +304,9 @@ def _study(args: argparse.Namespace) -> None:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.ray is not None and args.workers is not None:
         raise ConfigError("--workers sets the local pool; with --ray the cluster's CPUs set how many runs go at once")
-    outcomes = run_study(read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None, ray=args.ray)
+    outcomes = run_study(
+        read_study(args.study_file), args.out, args.workers, progress=False if args.quiet else None, ray=args.ray
+    )
     failed = {folder: outcome for folder, outcome in outcomes.items() if outcome not in OUTCOMES}
     for folder, outcome in failed.items():
         print(f"bisnn-pyro: error: {Path(args.out) / folder}: {outcome}", file=sys.stderr)
@@ -381,7 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if out_of_memory(error):
             return _fail(f"out of memory: {one_line(error)}")
         log = _crash_log(error)
-        print(f"bisnn-pyro: internal error ({type(error).__name__}: {one_line(error)}); traceback in {log}", file=sys.stderr)
+        print(
+            f"bisnn-pyro: internal error ({type(error).__name__}: {one_line(error)}); traceback in {log}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

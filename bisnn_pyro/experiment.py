@@ -24,13 +24,14 @@ from .config.run import ExperimentConfig, read_config_file
 from .data import SpikeDataset
 from .data.events import DataError
 from .data.registry import SPECS, load_dataset
+from .errors import CheckpointError
 from .inference import BayesianSNN, Trainer
-from .errors import CheckpointError, one_line
 from .inference.checkpoint import load_checkpoint, remove_unfinished_writes
 from .inference.distributed import DataParallel
 from .inference.predict import check_mode, point_weights
 from .inference.random_stream import RandomStream
-from .inference.rules import Rule, build as build_part, build_rule
+from .inference.rules import Rule, build_rule
+from .inference.rules import build as build_part
 from .inference.sites import CompositionError
 from .models import CONV_PRESETS, ConvSpikingNet, LIFParameters, SpikingMLP
 from .models.snn import conv_output_shapes
@@ -125,9 +126,12 @@ def check_training_memory(config: ExperimentConfig, frame_shape: tuple[int, ...]
     weights, neurons = network_size(config, frame_shape)
     stepped = steps if config.schedule == "sequence" else 1
     needed = training_bytes(
-        weights, neurons, batch=config.batch_size, steps=stepped, features=math.prod(frame_shape), particles=config.particles
+        weights, neurons, batch=config.batch_size, steps=stepped, features=math.prod(frame_shape),
+        particles=config.particles,
     )
-    require_memory(needed, f"training ({weights:,} weights, {neurons:,} neurons, batch {config.batch_size})", config.device)
+    require_memory(
+        needed, f"training ({weights:,} weights, {neurons:,} neurons, batch {config.batch_size})", config.device
+    )
 
 
 def build(config: ExperimentConfig, train, parallel: DataParallel | None = None) -> tuple[BayesianSNN, Trainer]:
@@ -215,7 +219,9 @@ class Run:
         parallel = self.trainer.parallel
         follower = parallel is not None and not parallel.writes
         if self.lock is None and not follower:
-            raise RuntimeError(f"{self.directory} was opened for reading; open it with open_run(..., write=True) to train it")
+            raise RuntimeError(
+                f"{self.directory} was opened for reading; open it with open_run(..., write=True) to train it"
+            )
         return self.trainer.fit(
             epochs or self.config.epochs,
             run_dir=None if follower else self.directory,
@@ -315,7 +321,9 @@ def open_run(
     config_path = directory / CONFIG_FILE
     if not (directory / CHECKPOINT_FILE).is_file():
         if (directory / "study.json").is_file():
-            raise ConfigError(f"{directory} is a study's folder, not a run's: `bisnn-pyro study report {directory}` reports it")
+            raise ConfigError(
+                f"{directory} is a study's folder, not a run's: `bisnn-pyro study report {directory}` reports it"
+            )
         raise CheckpointError(
             f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first"
         )

@@ -22,14 +22,14 @@ from .analysis.metrics import (
     label_probs,
     mutual_information,
     pointwise_lpd,
-    predictive_entropy,
     prediction_scores,
+    predictive_entropy,
     standard_error_of_sum,
 )
-from .data.two_moons import X_RANGE, Y_RANGE, encode_points
-from .data import SpikeDataset
-from .experiment import ConfigError, Run, open_run
 from .config.components import part
+from .data import SpikeDataset
+from .data.two_moons import X_RANGE, Y_RANGE, encode_points
+from .experiment import ConfigError, Run, open_run
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
 DRAW_ORDERS = 50  # random orders of the draws behind the ensemble-size curve's band
@@ -47,7 +47,9 @@ class RunReport:
 
 def _row(run_name: str, rule: str, mode: str, draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
     scores = prediction_scores(draw_probs, labels)
-    return {"run": run_name, "rule": rule, "mode": mode, **scores, **standard_errors(draw_probs.mean(0), labels, scores)}
+    return {
+        "run": run_name, "rule": rule, "mode": mode, **scores, **standard_errors(draw_probs.mean(0), labels, scores)
+    }
 
 
 def standard_errors(probs: torch.Tensor, labels: torch.Tensor, scores: dict, resamples: int = 200) -> dict:
@@ -70,7 +72,9 @@ def in_sample_criteria(draw_probs: torch.Tensor, labels: torch.Tensor) -> dict:
     (good: k <= good_k, which ArviZ sets from K; bad: up to 1; very bad: above 1) and WAIC's
     warning.  ArviZ's own warnings reach the caller."""
     log_likelihood = torch.log(label_probs(draw_probs, labels).clamp_min(1e-300)).numpy()[None]
-    idata = az.from_dict(posterior={"draw_index": np.arange(len(draw_probs))[None]}, log_likelihood={"y": log_likelihood})
+    idata = az.from_dict(
+        posterior={"draw_index": np.arange(len(draw_probs))[None]}, log_likelihood={"y": log_likelihood}
+    )
     loo, waic = az.loo(idata, pointwise=True), az.waic(idata, pointwise=True)
     k = loo.pareto_k.values
     return {
@@ -258,7 +262,8 @@ def _in_sample_table(reports: list[RunReport]) -> list[str]:
     lines = [
         "## PSIS-LOO and WAIC on the training points",
         "",
-        "| run | elpd_loo | se | p_loo | k-hat good / bad / very bad (good_k) | elpd_waic | se | p_waic | WAIC warning |",
+        "| run | elpd_loo | se | p_loo | k-hat good / bad / very bad (good_k) "
+        "| elpd_waic | se | p_waic | WAIC warning |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, c in criteria.items():

@@ -37,7 +37,8 @@ class RunLock:
             holder = os.read(self.fd, 64).decode(errors="replace").strip() or "another process"
             self.release()
             raise RunFolderBusy(
-                f"{self.path.parent} is being written by process {holder}; wait for it to finish or choose another --out"
+                f"{self.path.parent} is being written by process {holder}; "
+                "wait for it to finish or choose another --out"
             ) from None
         os.ftruncate(self.fd, 0)
         os.write(self.fd, f"{os.getpid()}\n".encode())

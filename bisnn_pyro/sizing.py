@@ -28,7 +28,9 @@ def training_bytes(weights: int, neurons: int, *, batch: int, steps: int, featur
     return FLOAT * (parameters + activations)
 
 
-def prediction_bytes(weights: int, neurons: int, *, samples: int, points: int, batch: int, steps: int, readouts: int) -> int:
+def prediction_bytes(
+    weights: int, neurons: int, *, samples: int, points: int, batch: int, steps: int, readouts: int
+) -> int:
     """Lower bound of the memory of ``samples`` weight draws predicting ``points`` sequences
     (``batch`` at a time; ``readouts``: layers x classes per step)."""
     draws = samples * weights

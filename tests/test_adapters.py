@@ -66,7 +66,7 @@ def test_tonic_datasets_check_their_files_in_check_exists():
     import tonic.datasets
 
     for dataset in (tonic.datasets.NMNIST, tonic.datasets.DVSGesture):
-        assert callable(getattr(dataset, "_check_exists"))
+        assert callable(dataset._check_exists)
         local = tonic_internals.without_download(dataset)
         assert issubclass(local, dataset) and local.__name__ == dataset.__name__  # tonic names folders after it
         assert local._check_exists(None) is True
@@ -119,7 +119,9 @@ def test_two_moons_needs_no_tonic_and_an_event_set_without_it_is_one_line(tmp_pa
         monkeypatch.setitem(sys.modules, module, None)  # import fails as if tonic were not installed
     (tmp_path / "NMNIST" / "Train" / "0").mkdir(parents=True)
     (tmp_path / "NMNIST" / "Train" / "0" / "00001.bin").write_bytes(b"")
-    code = main(["train", "--dataset", "n-mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r")])
+    code = main(
+        ["train", "--dataset", "n-mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--out", str(tmp_path / "r")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert 'the event-camera data sets need tonic, which is not installed' in err and "[events]" in err

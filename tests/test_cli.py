@@ -65,10 +65,19 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--dense", "64"], "an mlp takes model.hidden"),
         (["train", "--kernel-size", "5"], "an mlp takes model.hidden"),
-        (["train", "--model", "conv", "--dataset", "digits-dvs", "--kernel-size", "4"], "model.kernel_size must be an odd integer >= 1"),
-        (["train", "--model", "conv", "--dataset", "digits-dvs", "--dense", "0"], "model.dense must be an integer >= 1"),
+        (
+            ["train", "--model", "conv", "--dataset", "digits-dvs", "--kernel-size", "4"],
+            "model.kernel_size must be an odd integer >= 1",
+        ),
+        (
+            ["train", "--model", "conv", "--dataset", "digits-dvs", "--dense", "0"],
+            "model.dense must be an integer >= 1",
+        ),
         # options a rule does not use, and parts that cannot train together
-        (["train", "--rule", "ste", "--temperature", "0.7"], "guide.temperature: guide 'straight-through' has no option"),
+        (
+            ["train", "--rule", "ste", "--temperature", "0.7"],
+            "guide.temperature: guide 'straight-through' has no option",
+        ),
         (["train", "--rule", "fp", "--prior-p", "0.3"], "prior.p: prior 'gaussian' has no option 'p'"),
         (["train", "--rule", "bayes-adam", "--momentum", "0.9"], "optim.momentum: optim 'adam' has no option"),
         (["train", "--rule", "bayes", "--prior-scale", "2"], "prior.scale: prior 'binary' has no option"),

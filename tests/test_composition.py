@@ -101,7 +101,11 @@ SIGN_GUIDES = ("relaxed-sign", "exact-sign", "straight-through", "learned-temper
 CONTINUOUS = "is continuous, but the prior SignBernoulli has support {-1, +1}"
 # (prior, guide) pairs that are refused whatever the optimiser and engine: DESIGN.md section 10
 REFUSED_PAIRS = {
-    **{(prior, guide): CONTINUOUS for prior in ("binary", "per-layer", "beta") for guide in ("auto-delta", "auto-normal")},
+    **{
+        (prior, guide): CONTINUOUS
+        for prior in ("binary", "per-layer", "beta")
+        for guide in ("auto-delta", "auto-normal")
+    },
     ("relaxed", "exact-sign"): "SignBernoulli has support {-1, +1}, but the prior RelaxedSignBernoulli",
     ("relaxed", "straight-through"): "PointSign has support {-1, +1}, but the prior RelaxedSignBernoulli",
     **{("gaussian", guide): "(prior Normal, support real) has no guide" for guide in SIGN_GUIDES},

@@ -162,7 +162,9 @@ def _write_plugin(folder, module):
                 return RelaxedSignBernoulli(natural, self.log_temperature.exp())
 
 
-        @register("prior", "dale", Option("a", float, 0.5, "Beta a = b per input neuron", check=lambda v: v > 0, expect="> 0"))
+        @register(
+            "prior", "dale", Option("a", float, 0.5, "Beta a = b per input neuron", check=lambda v: v > 0, expect="> 0")
+        )
         def dale(a):
             """Each input neuron excites or inhibits."""
             return DalePrior(a)

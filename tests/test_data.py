@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from event_files import nmnist_bytes
 
 from bisnn_pyro.cli import main
 from bisnn_pyro.data.aedat import monotonic_timestamps, read_aedat2_dvs128, write_aedat2_dvs128
@@ -13,7 +14,6 @@ from bisnn_pyro.data.digits_dvs import (
 from bisnn_pyro.data.events import DataError, EventFrames
 from bisnn_pyro.data.mnist_dvs import MNISTDVS, find_files, split_files
 from bisnn_pyro.data.tonic_sets import dvs_gesture, nmnist
-from event_files import nmnist_bytes
 
 EV = [("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")]
 

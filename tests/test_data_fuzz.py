@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 import tonic.datasets
+from event_files import nmnist_bytes
 
 from bisnn_pyro.data import aedat
 from bisnn_pyro.data.aedat import read_aedat2_dvs128, write_aedat2_dvs128
 from bisnn_pyro.data.events import DataError, EventFrames
 from bisnn_pyro.data.tonic_sets import dvs_gesture, nmnist
-from event_files import nmnist_bytes
 
 CASES = 200
 SECONDS = 5.0
@@ -56,7 +56,9 @@ def test_nmnist_reader_fuzzed(tmp_path, monkeypatch):
     folder = tmp_path / "NMNIST" / "Train" / "3"
     folder.mkdir(parents=True)
     n = 50
-    intact = nmnist_bytes(rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 90_000, n)))
+    intact = nmnist_bytes(
+        rng.integers(0, 34, n), rng.integers(0, 34, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 90_000, n))
+    )
     file = folder / "00001.bin"
     file.write_bytes(intact)
     frames = EventFrames((34, 34, 2), steps=5, step_us=20_000)
@@ -74,7 +76,9 @@ def test_dvs_gesture_reader_fuzzed(tmp_path, monkeypatch):
     folder = tmp_path / "DVSGesture" / "ibmGestureTrain" / "user01_led"
     folder.mkdir(parents=True)
     n = 40
-    good = np.stack([rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.sort(rng.uniform(0, 59, n))], 1)
+    good = np.stack(
+        [rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.sort(rng.uniform(0, 59, n))], 1
+    )
     file = folder / "4.npy"
     np.save(file, good)
     intact = file.read_bytes()
@@ -110,7 +114,10 @@ def test_aedat_reader_fuzzed(tmp_path):
     rng = np.random.default_rng(2)
     n = 60
     path = tmp_path / "rec.aedat"
-    write_aedat2_dvs128(path, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 10**6, n)))
+    write_aedat2_dvs128(
+        path, rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n),
+        np.sort(rng.integers(0, 10**6, n)),
+    )
     intact = path.read_bytes()
     frames = EventFrames((128, 128, 2), steps=4, step_us=10_000, downsample=4)
     for _ in range(CASES):

@@ -54,9 +54,10 @@ def test_direct_loss_and_gradients_equal_pyro_elbo(rule, learning, kl_weight, pa
     cases = [((x, y), {}), ((x[:, 4:5], y), {"t0": 4, "state": carry["state"], "kl_scale": 0.125})]
     for args, kwargs in cases:
         expected = _loss_and_grads(
-            bsnn, lambda: made.loss.differentiable_loss(bsnn.model, bsnn.guide, *args, **kwargs)
+            bsnn,
+            lambda args=args, kwargs=kwargs: made.loss.differentiable_loss(bsnn.model, bsnn.guide, *args, **kwargs),
         )
-        got = _loss_and_grads(bsnn, lambda: direct.loss(*args, **kwargs))
+        got = _loss_and_grads(bsnn, lambda args=args, kwargs=kwargs: direct.loss(*args, **kwargs))
         torch.testing.assert_close(got[0], expected[0], rtol=1e-5, atol=1e-4)
         for name, grad in expected[1].items():
             assert grad.abs().sum() > 0

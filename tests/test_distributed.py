@@ -92,7 +92,9 @@ def _config(**options):
 
 def test_a_minibatch_smaller_than_the_processes_is_refused():
     config = _config(train_size=41)  # the last minibatch holds one example
-    with pytest.raises(ConfigError, match="needs minibatches of >= 2 examples, but 41 examples in batches of 20 make a minibatch of 1"):
+    with pytest.raises(
+        ConfigError, match="needs minibatches of >= 2 examples, but 41 examples in batches of 20 make a minibatch of 1"
+    ):
         build(config, load_data(config)[0], DataParallel(rank=0, world=2))
 
 
@@ -156,6 +158,8 @@ def test_an_explicit_gpu_is_refused_data_parallel(monkeypatch):
 
 
 def test_an_error_every_process_meets_is_said_once(tmp_path):
-    result = torchrun("train", *SMALL, "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "r"), "--distributed")
+    result = torchrun(
+        "train", *SMALL, "--batch-size", "1", "--epochs", "1", "--out", str(tmp_path / "r"), "--distributed"
+    )
     assert result.returncode != 0 and result.stderr.count("bisnn-pyro: error:") == 1
     assert "needs minibatches of >= 2 examples" in result.stderr

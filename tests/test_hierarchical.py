@@ -69,7 +69,9 @@ def test_a_run_recovers_a_known_p():
     lam.requires_grad_(False)
     m = torch.tanh(lam)
     conjugate_mean = (2.0 + ((1 + m) / 2).sum()) / (5.0 + m.numel())
-    svi = SVI(bsnn.model, bsnn.guide, pyro.optim.Adam({"lr": 0.05}), MeanFieldELBO(num_particles=8, vectorize_particles=True))
+    svi = SVI(
+        bsnn.model, bsnn.guide, pyro.optim.Adam({"lr": 0.05}), MeanFieldELBO(num_particles=8, vectorize_particles=True)
+    )
     for _ in range(600):
         svi.step(x)
     q = beta.distributions()["layers.0.weight_p"]

@@ -12,7 +12,6 @@ import pytest
 from bisnn_pyro.errors import ConfigError
 from bisnn_pyro.studies import mean_interval, paired_difference, read_study, summarise
 
-
 TWO_RULES = """
 [[arms]]
 name = "bayes"
@@ -116,7 +115,10 @@ def test_without_arms_a_study_is_its_base_over_the_seeds(tmp_path):
         ('[[arms]]\nname = "a"\n[[arms]]\nname = "a"', "arm names repeat"),
         ('[grid]\n"training.epochs" = 3', "grid.training.epochs must be a non-empty list"),
         ('[zip]\n"data.steps" = [1, 2]\n"data.burn_in" = [0]', "zip takes non-empty lists of one length"),
-        ('[[arms]]\nname = "x"\nset = { "training.rule" = "nope" }', "arm 'x', seed 0: training.rule: unknown value 'nope'"),
+        (
+            '[[arms]]\nname = "x"\nset = { "training.rule" = "nope" }',
+            "arm 'x', seed 0: training.rule: unknown value 'nope'",
+        ),
         ('[grid]\n"epochs" = [1, 2]', "expected SECTION.OPTION"),
         ('[[arms]]\nname = "a b"\n[[arms]]\nname = "a_b"', "arms 'a b' and 'a_b' would share the folder 'a_b'"),
         ('[grid]\n"training.kl_weight" = [0.5, 0.5]', "arm 'kl_weight=0.5' appears twice"),
@@ -183,7 +185,9 @@ def test_a_failed_run_is_recorded_and_does_not_stop_the_others(tmp_path, capsys)
 
     (tmp_path / "study.toml").write_text(STUDY.replace('name = "ste"\nset = { "training.rule" = "ste" }',
                                                        'name = "huge"\nset = { "training.kl_weight" = 1e39 }'))
-    code = main(["study", "run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out"), "--workers", "2", "--quiet"])
+    code = main(
+        ["study", "run", str(tmp_path / "study.toml"), "--out", str(tmp_path / "out"), "--workers", "2", "--quiet"]
+    )
     captured = capsys.readouterr()
     assert code == 2 and "2 run(s) trained, 0 scored again, 0 finished before, 2 failed" in captured.out
     assert captured.err.count("the KL weight 1e+39") == 2 and "2 of 4 runs failed" in captured.err
@@ -244,8 +248,10 @@ def test_aggregation_of_hand_made_scores(tmp_path):
     assert "a ensemble | b map | 3 |" in (out / "paired.md").read_text()
     assert "| a | ensemble | 3 | 0.810 [" in (out / "summary.md").read_text()
     figures = {str(path.relative_to(out)) for path in out.rglob("*.png")}  # a and b differ in temperature alone
-    assert figures == {"two-moons-1/metrics.png", "two-moons-1/reliability.png", "two-moons-1/against_guide.temperature.png",
-                       "two-moons-2/metrics.png", "two-moons-2/reliability.png"}  # c's data differ: figures of their own
+    assert figures == {
+        "two-moons-1/metrics.png", "two-moons-1/reliability.png", "two-moons-1/against_guide.temperature.png",
+        "two-moons-2/metrics.png", "two-moons-2/reliability.png",  # c's data differ: figures of their own
+    }
 
 
 TINY_STUDY = STUDY.replace("seeds = 2", "seeds = 2\nensemble_sizes = [1, 5]")
@@ -324,8 +330,9 @@ def test_killing_a_study_and_restarting_it_finishes_without_rerunning(tmp_path, 
     assert 1 <= len(finished) < 4, "the study was not caught between runs"
 
     assert main(["study", "run", str(tmp_path / "study.toml"), "--out", str(out), "--workers", "1", "--quiet"]) == 0
-    trained, scored, before, failed = map(int, re.findall(r"(\d+) (?:run\(s\) trained|scored again|finished before|failed)",
-                                                       capsys.readouterr().out))
+    trained, scored, before, failed = map(
+        int, re.findall(r"(\d+) (?:run\(s\) trained|scored again|finished before|failed)", capsys.readouterr().out)
+    )
     assert (trained + scored, before, failed) == (4 - len(finished), len(finished), 0) and trained >= 1
     assert {folder: (folder / "scores.json").stat().st_mtime_ns for folder in finished} == finished
     for folder in out.glob("*/seed-*"):
@@ -361,14 +368,16 @@ def test_an_edited_study_rescores_continues_or_refuses(tmp_path, capsys):
     study.write_text(STUDY.replace("seeds = 2", "seeds = 1\nensemble_sizes = [2]"))
     assert main(command) == 0 and "0 run(s) trained, 2 scored again, 0 finished before" in capsys.readouterr().out
     assert "ensemble-K2" in json.loads((bayes / "scores.json").read_text())["modes"]
-    assert {folder: (folder / "checkpoint.pt").stat().st_mtime_ns for folder in trained} == trained  # scored, not trained
+    # scored, not trained
+    assert {folder: (folder / "checkpoint.pt").stat().st_mtime_ns for folder in trained} == trained
 
     study.write_text(STUDY.replace("seeds = 2", "seeds = 1").replace("epochs = 2", "epochs = 3"))
     assert main(command) == 0
     assert [json.loads(line)["epoch"] for line in (bayes / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
     study.write_text(STUDY.replace("seeds = 2", "seeds = 1").replace("epochs = 2", "epochs = 3")
-                     .replace('set = { "training.rule" = "ste" }', 'set = { "training.rule" = "ste", "optim.lr" = 0.5 }'))
+                     .replace('set = { "training.rule" = "ste" }',
+                              'set = { "training.rule" = "ste", "optim.lr" = 0.5 }'))
     assert main(command) == 2
     err = capsys.readouterr().err
     assert "ste/seed-0: " in err and "holds a run of another configuration (was the study file edited?)" in err
@@ -414,7 +423,9 @@ def test_ctrl_c_stops_a_study_at_once_without_tracebacks(tmp_path):
     (tmp_path / "study.toml").write_text(STUDY.replace("epochs = 2", "epochs = 400"))
     command = [sys.executable, "-m", "bisnn_pyro", "study", "run", str(tmp_path / "study.toml"), "--out",
                str(tmp_path / "out"), "--workers", "2", "--quiet"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").glob("*/seed-*/config.json")) and time.monotonic() < deadline:
         time.sleep(0.05)

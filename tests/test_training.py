@@ -1,5 +1,6 @@
 import json
 import math
+import pickle
 import re
 
 import pyro
@@ -79,7 +80,7 @@ def test_checkpoint_is_plain_tensors_and_atomic(tmp_path):
     path = tmp_path / "c.pt"
     save_checkpoint(path, {"epoch": 3, "weights": torch.ones(2)})
     assert load_checkpoint(path)["epoch"] == 3
-    with pytest.raises(Exception):
+    with pytest.raises((AttributeError, pickle.PicklingError)):  # which one depends on the Python version
         save_checkpoint(path, {"epoch": 4, "bad": lambda: None})  # not serialisable
     assert load_checkpoint(path)["epoch"] == 3  # the old checkpoint survived
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind

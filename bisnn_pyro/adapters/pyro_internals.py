@@ -17,7 +17,6 @@ from pyro.nn import PyroModule
 from pyro.optim import PyroOptim
 from pyro.util import check_if_enumerated, check_model_guide_match, check_site_shape  # noqa: F401
 
-
 # Pyro's SVI collects the parameters to step as ``site["value"].unconstrained()`` of every param
 # site: a PyroParam's value carries that method; bisnn_pyro.inference.optim.NaturalParameter (a
 # plain Parameter inside a PyroModule) defines it to return itself.

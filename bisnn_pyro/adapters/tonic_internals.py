@@ -18,7 +18,9 @@ def tonic_module(name: str) -> ModuleType:
     try:
         return importlib.import_module(f"tonic.{name}")
     except ImportError as error:
-        raise DataError(f"the event-camera data sets need tonic, which is not installed ({error.name or 'tonic'}): {INSTALL}") from None
+        raise DataError(
+            f"the event-camera data sets need tonic, which is not installed ({error.name or 'tonic'}): {INSTALL}"
+        ) from None
 
 DATASETS = ("NMNIST", "DVSGesture")  # the tonic datasets the library reads
 
@@ -30,7 +32,9 @@ def without_download(dataset_class: type) -> type:
     folder after it) and is reachable as an attribute of this module, so its instances pickle
     (``DataLoader`` workers started by spawn receive them so)."""
     name = dataset_class.__name__
-    return type(name, (dataset_class,), {"_check_exists": lambda self: True, "__module__": __name__, "__qualname__": name})
+    return type(
+        name, (dataset_class,), {"_check_exists": lambda self: True, "__module__": __name__, "__qualname__": name}
+    )
 
 
 def __getattr__(name: str) -> type:

@@ -26,7 +26,9 @@ def anytime_curve(draw_readouts: torch.Tensor, labels: torch.Tensor, burn_in: in
     }
 
 
-def ensemble_size_curve(draw_probs: torch.Tensor, labels: torch.Tensor, orders: int = 0, seed: int = 0) -> dict[str, list]:
+def ensemble_size_curve(
+    draw_probs: torch.Tensor, labels: torch.Tensor, orders: int = 0, seed: int = 0
+) -> dict[str, list]:
     """Accuracy and ECE of the ensemble of the first k draws, for k = 1 .. K (draw_probs (K, N, C)).
 
     With ``orders`` > 0 the curve is also taken over that many random orders of the draws (a

@@ -1,7 +1,8 @@
 """The posterior and its predictions as ArviZ InferenceData.
 
 Groups: ``posterior`` (draws of every latent site with dims of its own: weights per layer, and
-scalar or per-neuron hyper-latents; per draw the fraction of +1 weights of each +-1 site), ``variational_parameters`` (P(w = +1) per weight; it has no draw dimension,
+scalar or per-neuron hyper-latents; per draw the fraction of +1 weights of each +-1 site),
+``variational_parameters`` (P(w = +1) per weight; it has no draw dimension,
 so it lives outside ``posterior`` where ``az.summary`` expects chain and draw on every variable),
 ``posterior_predictive`` (class probabilities and sampled labels per draw and point),
 ``observed_data`` (the labels) and ``log_likelihood`` (per draw and point, for ``az.loo``,

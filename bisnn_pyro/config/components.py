@@ -58,7 +58,9 @@ class Component:
                 return option
         names = [option.name for option in self.options]
         takes = f"its options: {', '.join(names)}" if names else "it takes no options"
-        raise ConfigError(f"{where}.{key}: {self.kind} {self.name!r} has no option {key!r}{closest(key, names)}; {takes}")
+        raise ConfigError(
+            f"{where}.{key}: {self.kind} {self.name!r} has no option {key!r}{closest(key, names)}; {takes}"
+        )
 
     def create(self, options: dict[str, Any], **context: Any) -> Any:
         """Build the part from its resolved ``options``, handing the build function whichever of
@@ -126,7 +128,9 @@ class Registry:
             try:
                 entry.load()
             except Exception as error:  # a broken plugin: one line naming it
-                raise ConfigError(f"entry point {entry.name} ({entry.value}) of {ENTRY_POINTS} failed to load: {error}")
+                raise ConfigError(
+                    f"entry point {entry.name} ({entry.value}) of {ENTRY_POINTS} failed to load: {error}"
+                ) from error
 
 
 REGISTRY = Registry()
@@ -150,7 +154,9 @@ def load_plugins(modules: list[str]) -> None:
             importlib.import_module(module)
         except ImportError as error:
             if error.name and error.name != module and not module.startswith(f"{error.name}."):
-                raise ConfigError(f"plugin {module!r} needs {error.name!r}, which cannot be imported ({error})") from None
+                raise ConfigError(
+                    f"plugin {module!r} needs {error.name!r}, which cannot be imported ({error})"
+                ) from None
             raise ConfigError(
                 f"plugin {module!r} cannot be imported ({error}); install it or put it on PYTHONPATH"
             ) from None

@@ -57,7 +57,9 @@ class Option:
             if not isinstance(items, (list, tuple)):
                 raise ConfigError(f"{where} must be a list of {self.kind.__name__}, got {value!r}")
             if len(items) < self.min_items:
-                raise ConfigError(f"{where} needs at least {self.min_items} value{'s' if self.min_items > 1 else ''}, got {value!r}")
+                raise ConfigError(
+                    f"{where} needs at least {self.min_items} value{'s' if self.min_items > 1 else ''}, got {value!r}"
+                )
             return [self._one(item, where) for item in items]
         return self._one(value, where)
 
@@ -67,7 +69,10 @@ class Option:
             raise ConfigError(f"{where} must be {_article(self.kind)}, got {value!r}")
         allowed = self.allowed()
         if allowed is not None and parsed not in allowed:
-            raise ConfigError(f"{where}: unknown value {parsed!r}{closest(str(parsed), allowed)}; expected one of {', '.join(allowed)}")
+            raise ConfigError(
+                f"{where}: unknown value {parsed!r}{closest(str(parsed), allowed)}; "
+                f"expected one of {', '.join(allowed)}"
+            )
         if self.check is not None and not self.check(parsed):
             raise ConfigError(f"{where} must be {self._value_words()}, got {parsed!r}")
         return parsed

@@ -31,35 +31,43 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 NETWORKS = ("mlp", "conv")
-SEED = {"check": lambda v: 0 <= v < 2**63, "expect": "in [0, 2**63)"}  # what torch's generators take (twice the data seed)
+# what torch's generators take (twice the data seed)
+SEED = {"check": lambda v: 0 <= v < 2**63, "expect": "in [0, 2**63)"}
 LEARNING = ("local", "end-to-end")  # gradients within each layer (DECOLLE), or through all of them
 
 SECTIONS: dict[str, tuple[Option, ...]] = {
     "data": (
         Option("dataset", str, "two-moons", "data set", choices=DATASETS, flags=("--dataset",)),
         Option("data_dir", str, None, "folder holding the recorded data sets", optional=True, flags=("--data-dir",)),
-        Option("steps", int, None, "time steps T (default: the data set's)", optional=True, **at_least(1), flags=("--steps",)),
+        Option("steps", int, None, "time steps T (default: the data set's)", optional=True, **at_least(1),
+               flags=("--steps",)),
         Option(
-            "burn_in", int, None, "steps before the loss counts (default: the data set's)", optional=True, **at_least(0),
-            flags=("--burn-in",),
+            "burn_in", int, None, "steps before the loss counts (default: the data set's)", optional=True,
+            **at_least(0), flags=("--burn-in",),
         ),
-        Option("step_ms", float, None, "event sets: milliseconds per step", optional=True, **positive(), flags=("--step-ms",)),
-        Option("downsample", int, None, "event sets: spatial factor", optional=True, **at_least(1), flags=("--downsample",)),
+        Option("step_ms", float, None, "event sets: milliseconds per step", optional=True, **positive(),
+               flags=("--step-ms",)),
+        Option("downsample", int, None, "event sets: spatial factor", optional=True, **at_least(1),
+               flags=("--downsample",)),
         Option("train_size", int, 200, "two moons: training points", **at_least(2), flags=("--train-size",)),
         Option("test_size", int, 1000, "two moons: held-out test points", **at_least(2), flags=("--test-size",)),
         Option("data_seed", int, 0, "seed of the generated data and of splits", **SEED, flags=("--data-seed",)),
     ),
     "model": (
         Option("network", str, "mlp", "dense (mlp) or convolutional network", choices=NETWORKS, flags=("--model",)),
-        Option("hidden", int, [256, 256], "mlp: hidden layer widths", many=True, min_items=1, **at_least(1), flags=("--hidden",)),
+        Option("hidden", int, [256, 256], "mlp: hidden layer widths", many=True, min_items=1, **at_least(1),
+               flags=("--hidden",)),
         Option("conv_preset", str, "small", "conv: layers (small: 16, 32 ch; paper: 64, 128, 128 ch)",
                choices=tuple(sorted(CONV_PRESETS)), flags=("--conv-preset",)),
         Option("kernel_size", int, None, "conv: odd kernel size (default: the preset's)", optional=True,
-               check=lambda v: v >= 1 and v % 2 == 1, expect="an odd integer >= 1 ('same' padding)", flags=("--kernel-size",)),
-        Option("dense", int, [], "conv: dense layer widths after the convolutions", many=True, **at_least(1), flags=("--dense",)),
+               check=lambda v: v >= 1 and v % 2 == 1, expect="an odd integer >= 1 ('same' padding)",
+               flags=("--kernel-size",)),
+        Option("dense", int, [], "conv: dense layer widths after the convolutions", many=True, **at_least(1),
+               flags=("--dense",)),
         Option("learning", str, "local", "local: each layer from its own readout (DECOLLE); end-to-end: through all",
                choices=LEARNING, flags=("--learning",)),
-        Option("surrogate", str, "boxcar", "surrogate gradient of the spike", choices=tuple(SURROGATES), flags=("--surrogate",)),
+        Option("surrogate", str, "boxcar", "surrogate gradient of the spike", choices=tuple(SURROGATES),
+               flags=("--surrogate",)),
         Option("tau_mem", float, None, "membrane time constant in steps (default: the data set's)", optional=True,
                **positive(), flags=("--tau-mem",)),
         Option("tau_syn", float, None, "synaptic time constant in steps (default: the data set's)", optional=True,
@@ -70,15 +78,18 @@ SECTIONS: dict[str, tuple[Option, ...]] = {
                **positive(), flags=("--readout-gain",)),
     ),
     "training": (
-        Option("rule", str, "bayes", "preset of prior, guide, likelihood and optimiser", choices=RULES, flags=("--rule",)),
+        Option("rule", str, "bayes", "preset of prior, guide, likelihood and optimiser", choices=RULES,
+               flags=("--rule",)),
         Option("loss", str, "auto", "the ELBO (auto: the guide's)", choices=("auto", *LOSSES), flags=("--loss",)),
         Option("epochs", int, 60, "epochs", **at_least(1), flags=("--epochs",)),
         Option("batch_size", int, 40, "sequences per minibatch", **at_least(1), flags=("--batch-size",)),
-        Option("schedule", str, "sequence", "sequence: a step per minibatch; online: a step per time step (the paper's)",
+        Option("schedule", str, "sequence",
+               "sequence: a step per minibatch; online: a step per time step (the paper's)",
                choices=SCHEDULES, flags=("--schedule",)),
         Option("seed", int, 0, "seed of the run", **SEED, flags=("--seed",)),
         Option("kl_weight", float, 1.0, "KL weight beta", **non_negative(), flags=("--kl-weight",)),
-        Option("particles", int, 1, "ELBO particles per step (one batched draw)", **at_least(1), flags=("--particles",)),
+        Option("particles", int, 1, "ELBO particles per step (one batched draw)", **at_least(1),
+               flags=("--particles",)),
         Option("samples", int, 10, "ensemble size K for the summary", **at_least(1), flags=("--samples",)),
         Option("engine", str, "auto", "svi, direct, fused, or auto (the fastest that runs the parts)", choices=ENGINES,
                flags=("--engine",)),
@@ -114,7 +125,9 @@ class ExperimentConfig:
         unknown = sorted(set(raw) - {"plugins", *SECTIONS, *KINDS})
         if unknown:
             known = ["plugins", *SECTIONS, *KINDS]
-            raise ConfigError(f"unknown section {unknown[0]!r}{closest(unknown[0], known)}; expected {', '.join(known)}")
+            raise ConfigError(
+                f"unknown section {unknown[0]!r}{closest(unknown[0], known)}; expected {', '.join(known)}"
+            )
         self.plugins = PLUGINS.parse(raw.get("plugins", []), "plugins")
         load_plugins(self.plugins)
         model = raw.get("model", {})
@@ -130,7 +143,9 @@ class ExperimentConfig:
             for key in settings:
                 if key not in names:
                     elsewhere = f" (it is {FLAT_NAMES[key]}.{key})" if key in FLAT_NAMES else closest(key, names)
-                    raise ConfigError(f"{section}.{key}: unknown option{elsewhere}; [{section}] takes {', '.join(names)}")
+                    raise ConfigError(
+                        f"{section}.{key}: unknown option{elsewhere}; [{section}] takes {', '.join(names)}"
+                    )
             for option in options:
                 where = f"{section}.{option.name}"
                 value = option.parse(settings[option.name], where) if option.name in settings else option.default

@@ -66,7 +66,9 @@ def read_aedat2_dvs128(path: str | os.PathLike) -> np.ndarray:
             count = payload // RECORD.itemsize
             available = available_bytes()
             if available is not None and count * EVENT.itemsize > available:
-                raise DataError(f"{path}: {count:,} events need {count * EVENT.itemsize / 1e9:.1f} GB, more than is available")
+                raise DataError(
+                    f"{path}: {count:,} events need {count * EVENT.itemsize / 1e9:.1f} GB, more than is available"
+                )
             handle.seek(start)
             events = np.empty(count, EVENT)
             last, carried = None, 0

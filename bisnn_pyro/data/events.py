@@ -15,7 +15,6 @@ import torch
 from ..adapters.tonic_internals import tonic_module
 from ..errors import DataError
 
-
 EVENT_FIELDS = ("x", "y", "t", "p")
 
 

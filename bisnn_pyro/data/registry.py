@@ -7,9 +7,12 @@ from pathlib import Path
 
 from .digits_dvs import DIGITS, SENSOR, digits_dvs
 from .events import DataError, EventFrames
-from .mnist_dvs import SENSOR_SIZE as DVS128, SOURCE as MNIST_DVS_SOURCE, MNISTDVS, find_files
+from .mnist_dvs import MNISTDVS, find_files
+from .mnist_dvs import SENSOR_SIZE as DVS128
+from .mnist_dvs import SOURCE as MNIST_DVS_SOURCE
 from .tonic_sets import GESTURE_CLASSES, GESTURE_SOURCE, NMNIST_CLASSES, NMNIST_SOURCE, dvs_gesture, nmnist
-from .two_moons import NEURONS as MOONS_NEURONS, two_moons
+from .two_moons import NEURONS as MOONS_NEURONS
+from .two_moons import two_moons
 
 
 @dataclass(frozen=True)

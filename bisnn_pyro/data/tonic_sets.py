@@ -3,7 +3,8 @@
 tonic downloads in a dataset's constructor whenever its own completeness check fails.  These
 loaders check for the extracted files themselves, raise a one-line error naming the folder when
 they are missing, and otherwise build the tonic dataset with that check bypassed
-(:func:`~bisnn_pyro.adapters.tonic_internals.without_download`), so nothing is ever fetched.  DVS Gesture's file order (os.walk order) is sorted so indices are reproducible.
+(:func:`~bisnn_pyro.adapters.tonic_internals.without_download`), so nothing is ever fetched.
+DVS Gesture's file order (os.walk order) is sorted so indices are reproducible.
 """
 
 from __future__ import annotations

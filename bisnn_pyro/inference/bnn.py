@@ -91,7 +91,8 @@ class BayesianSNN(torch.nn.Module):
         Pyro's stack whatever interrupts it)."""
         if not isinstance(guide, torch.nn.Module):
             raise CompositionError(
-                f"the guide must be a torch.nn.Module (a PyroModule) that keeps its parameters, got {type(guide).__name__}"
+                "the guide must be a torch.nn.Module (a PyroModule) that keeps its parameters, "
+                f"got {type(guide).__name__}"
             )
         guide.forward = _ScaledForward(self, _unscaled(guide).forward)
         return guide

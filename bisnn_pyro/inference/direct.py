@@ -50,7 +50,9 @@ class DirectELBO:
         vectorised particles)."""
         particles = getattr(loss, "num_particles", 1)
         if particles != 1 and not getattr(loss, "vectorize_particles", False):
-            raise CompositionError("the direct engine draws particles as one batch; use vectorize_particles=True or SVI")
+            raise CompositionError(
+                "the direct engine draws particles as one batch; use vectorize_particles=True or SVI"
+            )
         if isinstance(loss, TraceMeanField_ELBO):
             return cls(bsnn, analytic_kl=True, num_particles=particles)
         if type(loss) is Trace_ELBO:

@@ -62,7 +62,9 @@ class DataParallel:
             raise ConfigError(f"--distributed runs under torchrun ({', '.join(missing)} not set): {LAUNCH}")
         device = str(device or "cpu")
         if device.startswith("cuda:"):
-            raise ConfigError(f"--distributed gives each process its own GPU (its LOCAL_RANK); use --device cuda, not {device}")
+            raise ConfigError(
+                f"--distributed gives each process its own GPU (its LOCAL_RANK); use --device cuda, not {device}"
+            )
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # "cuda" is then this process's GPU
         if not dist.is_initialized():  # gradients on the GPU go through NCCL, the scalars it agrees on through gloo

@@ -60,7 +60,9 @@ class MeanFieldELBO(MeanFieldTraceHooks):
             guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
             model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         guide_trace, model_trace = prune_subsample_sites(guide_trace), prune_subsample_sites(model_trace)
-        sites = [site for trace in (model_trace, guide_trace) for site in trace.nodes.values() if site["type"] == "sample"]
+        sites = [
+            site for trace in (model_trace, guide_trace) for site in trace.nodes.values() if site["type"] == "sample"
+        ]
         if is_validation_enabled():
             model_trace.compute_log_prob(lambda name, site: site["is_observed"])
             for site in sites:
@@ -84,7 +86,7 @@ class MeanFieldELBO(MeanFieldTraceHooks):
             try:
                 kl_qp = kl_divergence(guide_site["fn"], model_site["fn"])
             except NotImplementedError:  # score the draw, as TraceMeanField_ELBO does
-                model_trace.compute_log_prob(lambda site_name, _: site_name == name)
+                model_trace.compute_log_prob(lambda site_name, _, name=name: site_name == name)
                 elbo_particle = elbo_particle + model_site["log_prob_sum"] - _entropy_term(guide_trace, name).sum()
                 continue
             kl_qp = scale_and_mask(kl_qp, scale=guide_site["scale"], mask=guide_site["mask"])

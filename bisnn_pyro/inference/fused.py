@@ -29,12 +29,12 @@ import torch
 from pyro.infer.elbo import ELBO
 from pyro.optim import PyroOptim
 
+from ..adapters.pyro_internals import clips_gradients
 from ..errors import TrainingDiverged
 from ..models.distributions import SignBernoulli, log_two_cosh
 from ..models.layers import BinaryLinear
 from ..models.likelihoods import ReadoutCategorical
 from ..models.snn import DecolleNetwork
-from ..adapters.pyro_internals import clips_gradients
 from .bnn import BayesianSNN
 from .elbo import MeanFieldELBO
 from .guides import SignBernoulliGuide
@@ -199,7 +199,8 @@ class FusedOnline:
         kl_coef = self.bsnn.kl_weight * kl_scale
         if not abs(kl_coef) <= float(np.finfo(np.float32).max):
             raise TrainingDiverged(
-                f"the gradient of the natural parameters is not finite: the KL coefficient {kl_coef:g} overflows float32"
+                "the gradient of the natural parameters is not finite: "
+                f"the KL coefficient {kl_coef:g} overflows float32"
             )
         for layer in layers:
             layer.set_batch(batch)

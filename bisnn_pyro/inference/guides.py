@@ -317,7 +317,7 @@ class GuideList(LocalPyroModule):
         merged = {}
         with local_params():  # an autoguide's median runs the part, which must use its own parameters
             for part in self.parts:
-                found = getattr(part, method, None) or getattr(part, "median")
+                found = getattr(part, method, None) or part.median
                 merged.update(found(*args, **kwargs))
         return merged
 

@@ -23,7 +23,8 @@ P = Option("p", float, 0.5, "prior P(w = +1)", **between(1e-6, 1 - 1e-6, "a prio
 RELAXED = "below it relaxed draws are +-1 and carry no gradient; above it they carry no sign"
 TEMPERATURE = Option("temperature", float, 0.5, "relaxation temperature tau", **between(0.01, 100, RELAXED),
                      flags=("--temperature",))
-INIT_SCALE = Option("init_scale", float, 0.1, "scale of the guide's random initial values", **non_negative(), flags=("--init-scale",))
+INIT_SCALE = Option("init_scale", float, 0.1, "scale of the guide's random initial values", **non_negative(),
+                    flags=("--init-scale",))
 
 
 @register("prior", "binary", P)
@@ -32,7 +33,10 @@ def binary(p):
     return BinaryPrior(p)
 
 
-@register("prior", "relaxed", P, Option("temperature", float, 1.0, "the relaxation's temperature", **between(0.01, 100, RELAXED)))
+@register(
+    "prior", "relaxed", P,
+    Option("temperature", float, 1.0, "the relaxation's temperature", **between(0.01, 100, RELAXED)),
+)
 def relaxed(p, temperature):
     """The binary prior's concrete relaxation (a Monte-Carlo KL)."""
     return RelaxedBinaryPrior(p, temperature=temperature)
@@ -50,7 +54,9 @@ def beta_binary(a, b, per):
     return BetaBinaryPrior(a, b, per=per)
 
 
-@register("prior", "gaussian", Option("scale", float, 1.0, "prior standard deviation", **positive(), flags=("--prior-scale",)))
+@register(
+    "prior", "gaussian", Option("scale", float, 1.0, "prior standard deviation", **positive(), flags=("--prior-scale",))
+)
 def gaussian(scale):
     """Zero-mean Gaussian prior on real-valued weights (full precision)."""
     return GaussianPrior(scale)
@@ -80,13 +86,19 @@ def auto_delta():
     return partial(AutoDelta, init_loc_fn=init_to_sample)
 
 
-@register("guide", "auto-normal", Option("init_scale", float, 0.05, "initial posterior scale", **positive()), loss="mean-field")
+@register(
+    "guide", "auto-normal", Option("init_scale", float, 0.05, "initial posterior scale", **positive()),
+    loss="mean-field",
+)
 def auto_normal(init_scale):
     """Pyro's AutoNormal: a mean-field Gaussian posterior of each weight."""
     return partial(AutoNormal, init_loc_fn=init_to_sample, init_scale=init_scale)
 
 
-@register("likelihood", "decolle", Option("readouts", str, "all", "the readouts it scores", choices=ReadoutCategorical.READOUTS))
+@register(
+    "likelihood", "decolle",
+    Option("readouts", str, "all", "the readouts it scores", choices=ReadoutCategorical.READOUTS),
+)
 def decolle(num_data, burn_in, readouts):
     """DECOLLE's: the label at every step after burn-in of every layer's readout (or the last's)."""
     return ReadoutCategorical(num_data, burn_in, readouts)
@@ -102,7 +114,9 @@ def last_readout(num_data, burn_in):
     "optim",
     "learning-rule",
     Option("lr", float, 5e-4, "step size of the natural parameters", **positive(), flags=("--lr",)),
-    Option("momentum", float, 0.0, "momentum of the natural gradient", **unit_interval_right_open(), flags=("--momentum",)),
+    Option(
+        "momentum", float, 0.0, "momentum of the natural gradient", **unit_interval_right_open(), flags=("--momentum",)
+    ),
     Option("companion_lr", float, DEFAULT_COMPANION_LR, "Adam's step size for every other parameter", **positive()),
 )
 def learning_rule(lr, momentum, companion_lr):

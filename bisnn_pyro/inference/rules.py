@@ -11,8 +11,9 @@ fp         gaussian         auto-delta                trace              adam
 fp-bayes   gaussian         auto-normal               mean-field         adam
 ========== ================ ========================= ================== =============
 
-Every rule's likelihood is ``decolle``; the step sizes are in :data:`RULE_PRESETS`.  The parts are those of :mod:`.parts` (named as in a
-configuration file); the learning rule steps the natural parameters and hands any other
+Every rule's likelihood is ``decolle``; the step sizes are in :data:`RULE_PRESETS`.  The parts are
+those of :mod:`.parts` (named as in a configuration file); the learning rule steps the natural
+parameters and hands any other
 parameter to its companion (Adam).  An option the rule's parts do not take is refused, so nothing
 given to a rule is silently ignored.
 """
@@ -32,7 +33,9 @@ from .parts import make_loss
 
 RULE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "bayes": {"prior": {"name": "binary"}, "guide": {"name": "sign-bernoulli"}, "optim": {"name": "learning-rule"}},
-    "bayes-adam": {"prior": {"name": "binary"}, "guide": {"name": "sign-bernoulli"}, "optim": {"name": "adam", "lr": 5e-2}},
+    "bayes-adam": {
+        "prior": {"name": "binary"}, "guide": {"name": "sign-bernoulli"}, "optim": {"name": "adam", "lr": 5e-2}
+    },
     "bayes-sf": {
         "prior": {"name": "binary"},
         "guide": {"name": "sign-bernoulli-exact"},
@@ -40,7 +43,9 @@ RULE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "ste": {"prior": {"name": "binary"}, "guide": {"name": "straight-through"}, "optim": {"name": "adam", "lr": 1e-3}},
     "fp": {"prior": {"name": "gaussian"}, "guide": {"name": "auto-delta"}, "optim": {"name": "adam", "lr": 2e-2}},
-    "fp-bayes": {"prior": {"name": "gaussian"}, "guide": {"name": "auto-normal"}, "optim": {"name": "adam", "lr": 1e-2}},
+    "fp-bayes": {
+        "prior": {"name": "gaussian"}, "guide": {"name": "auto-normal"}, "optim": {"name": "adam", "lr": 1e-2}
+    },
 }
 RULES = tuple(RULE_PRESETS)
 DEFAULT_LIKELIHOOD = {"name": "decolle"}
@@ -81,7 +86,9 @@ def make_rule(name: str, *, num_particles: int = 1, seed: int | None = None, **o
                 continue
             kind, key = keywords[keyword]
             if not any(option.name == key for option in part(kind, parts[kind]).options):
-                raise ConfigError(f"rule {name!r} does not use {keyword}: its {kind} {parts[kind]['name']!r} has no {key}")
+                raise ConfigError(
+                    f"rule {name!r} does not use {keyword}: its {kind} {parts[kind]['name']!r} has no {key}"
+                )
             parts[kind] = overlay(parts[kind], {key: value})
         parts = {kind: resolve_part(kind, spec, kind) for kind, spec in parts.items()}
     except ConfigError as error:
@@ -91,7 +98,9 @@ def make_rule(name: str, *, num_particles: int = 1, seed: int | None = None, **o
     return build_rule(name, parts, num_particles=num_particles, seed=seed)
 
 
-def build_rule(name: str, parts: dict[str, dict[str, Any]], *, num_particles: int = 1, seed: int | None = None, loss: str = "auto") -> Rule:
+def build_rule(
+    name: str, parts: dict[str, dict[str, Any]], *, num_particles: int = 1, seed: int | None = None, loss: str = "auto"
+) -> Rule:
     """A :class:`Rule` from resolved part specifications; ``loss="auto"`` takes the guide's."""
     guide = part("guide", parts["guide"])
     loss_name = guide.loss if loss == "auto" else loss

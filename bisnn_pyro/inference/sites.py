@@ -241,7 +241,9 @@ def describe(guide: torch.nn.Module, net: torch.nn.Module, model_sites: dict[str
         if problem:
             raise CompositionError(problem)
         module, attribute, layer = replaced.get(name, (None, None, None))
-        sites[name] = LatentSite(name, prior.batch_shape, prior, base_distribution(guide_fns[name]), module, attribute, layer)
+        sites[name] = LatentSite(
+            name, prior.batch_shape, prior, base_distribution(guide_fns[name]), module, attribute, layer
+        )
     extra = sorted(set(guide_fns) - set(model_sites))
     if extra:
         raise CompositionError(f"the guide samples sites the model does not have: {', '.join(extra)}")

@@ -38,8 +38,8 @@ from .checkpoint import save_checkpoint
 from .direct import DirectELBO, DirectSVI
 from .distributed import CombinedGradients, DataParallel
 from .fused import FusedOnline
-from .random_stream import RandomStream
 from .optim import all_parameter_optimizers, bind_optimizer, parameter_optimizer
+from .random_stream import RandomStream
 from .sites import CompositionError, loss_problem
 
 SCHEDULES = ("sequence", "online")
@@ -66,7 +66,8 @@ def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[
             parameter_optimizer(optim, param, name.removesuffix("_unconstrained")).load_state_dict(state[name])
 
 
-LEGACY_SITE_PARAMETERS = (".natural", ".theta_unconstrained")  # a guide's one parameter per site, before per-site modules
+# a guide's one parameter per site, before per-site modules
+LEGACY_SITE_PARAMETERS = (".natural", ".theta_unconstrained")
 
 
 def upgrade_names(saved: dict[str, Any], expected: set[str]) -> dict[str, Any]:
@@ -138,7 +139,9 @@ class Trainer:
         stepping = optim
         if parallel is not None:
             if engine == "fused":
-                raise CompositionError("the fused engine steps inside its compiled passes and cannot train data-parallel")
+                raise CompositionError(
+                    "the fused engine steps inside its compiled passes and cannot train data-parallel"
+                )
             parallel.check_batches(len(x), batch_size)
             stepping = self.combined = CombinedGradients(optim, parallel, bsnn)
         self.svi = SVI(bsnn.model, bsnn.guide, optim, loss)
@@ -307,7 +310,9 @@ class Trainer:
                 except Exception as error:
                     failure = error
             if self.parallel is not None and not self.parallel.agree(failure is None):  # none trains on alone
-                raise failure or PeerFailed(f"process {self.parallel.rank}: process 0 could not record epoch {self.epoch}")
+                raise failure or PeerFailed(
+                    f"process {self.parallel.rank}: process 0 could not record epoch {self.epoch}"
+                )
             if failure is not None:
                 raise failure
         return history

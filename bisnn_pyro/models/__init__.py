@@ -1,10 +1,10 @@
 """Network pieces that know no learning rule: neurons, surrogates, synapses, priors, likelihoods."""
 
+from .conv import BinaryConv2d
 from .distributions import RelaxedSignBernoulli, SignBernoulli, natural_from_probs
 from .likelihoods import LastReadoutCategorical, Likelihood, ReadoutCategorical
 from .neurons import LIFParameters, LIFState, lif_initial_state, lif_step
 from .priors import BetaBinaryPrior, BinaryPrior, GaussianPrior, Prior, RelaxedBinaryPrior, synapse_weights
-from .conv import BinaryConv2d
 from .snn import CONV_PRESETS, ConvSpikingNet, DecolleNetwork, SNNOutput, SpikingMLP
 from .surrogates import SURROGATES, boxcar, fast_sigmoid, sigmoid, surrogate
 

@@ -150,7 +150,7 @@ class SignBernoulli(_SignBase):
         with torch.no_grad():
             return not bool(self.natural.any())
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:  # noqa: B008  torch.Size is immutable; torch's signature
         shape = self._extended_shape(sample_shape)
         with torch.no_grad():
             u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)
@@ -203,7 +203,7 @@ class RelaxedSignBernoulli(_SignBase):
         """The exact distribution of sign(w~)."""
         return SignBernoulli(self.natural)
 
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:  # noqa: B008  torch.Size is immutable; torch's signature
         shape = self._extended_shape(sample_shape)
         finfo = torch.finfo(self.natural.dtype)
         u = torch.rand(shape, dtype=self.natural.dtype, device=self.natural.device)

@@ -153,7 +153,9 @@ class BetaBinaryPrior(Prior):
 
     def buffer(self, name: str, weight: torch.Tensor) -> torch.Tensor:
         shape = () if self.per == "layer" else (weight.shape[0],) + (1,) * (weight.dim() - 1)
-        return torch.stack([torch.full(shape, float(v), dtype=weight.dtype, device=weight.device) for v in (self.a, self.b)])
+        return torch.stack(
+            [torch.full(shape, float(v), dtype=weight.dtype, device=weight.device) for v in (self.a, self.b)]
+        )
 
     def distribution(self, name: str, buffer: torch.Tensor, shape: torch.Size) -> Distribution:
         a, b = buffer.unbind(0)

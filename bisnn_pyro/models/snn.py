@@ -230,7 +230,7 @@ class SpikingMLP(DecolleNetwork):
         hidden: Sequence[int] = (256, 256),
         num_classes: int = 2,
         *,
-        neuron: LIFParameters = LIFParameters(),
+        neuron: LIFParameters = LIFParameters(),  # noqa: B008  an immutable NamedTuple
         spike: str | SpikeFunction = "boxcar",
         local_learning: bool = True,
         readout_seed: int = 0,
@@ -280,7 +280,7 @@ class ConvSpikingNet(DecolleNetwork):
         kernel_size: int = 3,
         pool: int | Sequence[int] = 2,
         dense: Sequence[int] = (),
-        neuron: LIFParameters = LIFParameters(),
+        neuron: LIFParameters = LIFParameters(),  # noqa: B008  an immutable NamedTuple
         spike: str | SpikeFunction = "boxcar",
         local_learning: bool = True,
         readout_seed: int = 0,

@@ -145,7 +145,9 @@ def ensemble_sizes(rows: Sequence[dict], path: Path) -> Path | None:
             sizes = _by([r for r in ensemble_rows if r["arm"] == arm], "samples")
             ks = sorted(k for (k,) in sizes)
             stats = np.array([_interval([r[metric] for r in sizes[(k,)]], metric) for k in ks])
-            axis.plot(ks, stats[:, 0], marker="os^Dv"[n % 5], ls=("-", "--", ":", "-.")[n % 4], color=f"C{n}", label=arm, ms=3)
+            axis.plot(
+                ks, stats[:, 0], marker="os^Dv"[n % 5], ls=("-", "--", ":", "-.")[n % 4], color=f"C{n}", label=arm, ms=3
+            )
             axis.fill_between(ks, stats[:, 0] - stats[:, 1], stats[:, 0] + stats[:, 2], color=f"C{n}", alpha=0.2)
             maps = [r[metric] for r in rows if r["arm"] == arm and r["mode"] == "map"]
             if maps:

@@ -39,7 +39,9 @@ def finished_runs(study_dir: str | Path) -> list[dict[str, Any]]:
     if study_dir.is_file():
         raise ConfigError(f"{study_dir} is a file; study report takes the folder a study ran into (its --out)")
     if not listing.is_file():
-        raise ConfigError(f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first")
+        raise ConfigError(
+            f"no {STUDY_FILE} in {study_dir}: run `bisnn-pyro study run STUDY.toml --out {study_dir}` first"
+        )
     runs = []
     study = json.loads(listing.read_text())
     if not isinstance(study, dict) or "runs" not in study:
@@ -163,7 +165,8 @@ def _write_paired_markdown(path: Path, paired: list[dict[str, Any]]) -> None:
     for (first, second), metrics in pairs.items():
         cells = [metrics[m] for m in PAIRED_MD]
         table.append(f"| {first} | {second} | {cells[0]['seeds']} | " + " | ".join(
-            f"{c['mean_difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] ({c['first_lower_in']} lower)" for c in cells
+            f"{c['mean_difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] ({c['first_lower_in']} lower)"
+            for c in cells
         ) + " |")
     path.write_text(
         f"Per-seed differences, first minus second: their mean [95 % t-interval] and in how many seeds the "

@@ -60,7 +60,10 @@ def run_study(
     (out / STUDY_FILE).write_text(json.dumps(study, indent=2) + "\n")
     outcomes = {r.folder: "skipped" for r in runs if finished(out / r.folder, r.config, spec.ensemble_sizes)}
     jobs = [(str(out / r.folder), r.config.to_dict(), spec.ensemble_sizes) for r in runs if r.folder not in outcomes]
-    bar = tqdm(total=len(runs), initial=len(outcomes), desc="study", unit="run", disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=len(runs), initial=len(outcomes), desc="study", unit="run",
+        disable=None if progress is None else not progress,
+    )
     for folder, outcome in execute(jobs):
         outcomes[Path(folder).relative_to(out).as_posix()] = outcome
         bar.update()
@@ -102,7 +105,9 @@ def _local_pool(workers: int | None) -> Executor:
         if not jobs:
             return
         count = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
-        with ProcessPoolExecutor(count, mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_study) as pool:
+        with ProcessPoolExecutor(
+            count, mp_context=get_context("spawn"), initializer=_leave_interrupts_to_the_study
+        ) as pool:
             futures = {pool.submit(_interruptible, *job): job[0] for job in jobs}
             try:
                 for future in as_completed(futures):
