@@ -164,7 +164,7 @@ def _part_options(extra: list[str]) -> list[tuple[str, str]]:
 
 def _raw_config(args: argparse.Namespace, extra: list[str]) -> dict:
     """The configuration the arguments give: --config, then each --set, then the flags, each layer
-    winning over the ones before (see :func:`~bisnn_pyro.config.run.merge`)."""
+    winning over the ones before (see ``merge``)."""
     raw = sectioned(read_config_file(args.config)) if args.config else {}
     for item in args.set:
         key, equals, value = item.partition("=")

@@ -2,7 +2,7 @@
 
 The command line prints any of them as ``bisnn-pyro: error: <message>`` with exit status 2;
 anything else that escapes is a bug, reported in one line with the path of a log file holding
-the traceback (:func:`bisnn_pyro.cli.main`).
+the traceback (``main``).
 """
 
 from __future__ import annotations

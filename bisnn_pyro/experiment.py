@@ -44,7 +44,7 @@ CONFIG_FILE, CHECKPOINT_FILE, METRICS_FILE = "config.json", "checkpoint.pt", "me
 
 
 def load_data(config: ExperimentConfig):
-    """(train, test) for the configured data set (see :func:`bisnn_pyro.data.registry.load_dataset`)."""
+    """(train, test) for the configured data set (see ``load_dataset``)."""
     spec = SPECS[config.dataset]
     if spec.folder is None:  # generated in memory
         sequences = spec.sequences or config.train_size + config.test_size

@@ -22,8 +22,8 @@ LOCK_FILE = ".lock"
 
 
 class RunLock:
-    """Holds ``directory``'s writer lock from creation until :meth:`release` (or the process's end);
-    raises :class:`RunFolderBusy` naming the process that holds it."""
+    """Holds ``directory``'s writer lock from creation until ``release`` (or the process's end);
+    raises ``RunFolderBusy`` naming the process that holds it."""
 
     def __init__(self, directory: str | Path):
         self.path = Path(directory) / LOCK_FILE

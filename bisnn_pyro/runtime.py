@@ -5,7 +5,7 @@ With glibc's default settings, malloc returns freed memory at the top of the hea
 system once more than a few megabytes are free, and serves blocks of a few megabytes by ``mmap``:
 every step then touches fresh pages, and each first touch is a page fault (about 3 microseconds
 on the machine the benchmarks ran on, about a quarter of a two-moons sequence epoch in all).
-:func:`keep_freed_memory` keeps freed memory in the process for reuse instead.  The ``bisnn-pyro``
+``keep_freed_memory`` keeps freed memory in the process for reuse instead.  The ``bisnn-pyro``
 command calls it; a script calls it once before training.
 """
 

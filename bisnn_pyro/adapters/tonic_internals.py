@@ -38,7 +38,7 @@ def without_download(dataset_class: type) -> type:
 
 
 def __getattr__(name: str) -> type:
-    """``tonic_internals.NMNIST`` and ``.DVSGesture``: the classes :func:`without_download` makes."""
+    """``tonic_internals.NMNIST`` and ``.DVSGesture``: the classes ``without_download`` makes."""
     if name not in DATASETS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return without_download(getattr(tonic_module("datasets"), name))

@@ -113,7 +113,7 @@ def to_inference_data(
     seed: int = 0,
 ) -> az.InferenceData:
     """Draw ``samples`` values of every latent site from the guide of ``bsnn`` and convert them and
-    their predictions on (x, y) with :func:`build_inference_data`."""
+    their predictions on (x, y) with ``build_inference_data``."""
     draws = bsnn.draw_weights(x, samples)
     draw_probs = bsnn.likelihood.probs(bsnn.readouts_with(draws, x))
     return build_inference_data(
@@ -122,7 +122,7 @@ def to_inference_data(
 
 
 def site_layout(bsnn) -> dict[str, Any]:
-    """The keyword arguments of :func:`build_inference_data` that describe the sites of ``bsnn``:
+    """The keyword arguments of ``build_inference_data`` that describe the sites of ``bsnn``:
     their shapes, the +-1 ones, and P(w = +1) per weight where the guide gives q(w)."""
     return {
         "shapes": {site.name: site.shape for site in bsnn.sites},

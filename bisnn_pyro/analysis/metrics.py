@@ -15,7 +15,7 @@ import torch
 
 BIN_STRATEGIES = ("width", "mass")
 INF = float("inf")
-RANGES = {  # the values each score of :func:`prediction_scores` can take
+RANGES = {  # the values each score of ``prediction_scores`` can take
     "accuracy": (0.0, 1.0), "nll": (0.0, INF), "brier": (0.0, 2.0), "ece": (0.0, 1.0), "mce": (0.0, 1.0),
     "entropy": (0.0, INF), "mi": (0.0, INF), "elpd_test": (-INF, 0.0), "elpd_test_se": (0.0, INF),
 }
@@ -179,9 +179,9 @@ def reliability_sums(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) 
 
 
 def prediction_scores(draw_probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> dict[str, float]:
-    """Every score of one predictor from its per-draw probabilities (K, N, C): the :func:`summary`
+    """Every score of one predictor from its per-draw probabilities (K, N, C): the ``summary``
     of the averaged prediction, mean predictive entropy and mutual information, and the held-out
-    elpd (the sum of :func:`pointwise_lpd`) with its standard error."""
+    elpd (the sum of ``pointwise_lpd``) with its standard error."""
     probs = draw_probs.mean(0)
     lpd = pointwise_lpd(draw_probs, labels)
     return {

@@ -41,6 +41,6 @@ def layer_diagnostics(q: SignBernoulli, prior: SignBernoulli | None, bins: int =
 
 
 def posterior_diagnostics(bsnn, bins: int = 20) -> dict[str, dict]:
-    """:func:`layer_diagnostics` for every sign-weight site of a :class:`BayesianSNN`."""
+    """``layer_diagnostics`` for every sign-weight site of a ``BayesianSNN``."""
     priors = sign_priors(bsnn)
     return {name: layer_diagnostics(q, priors.get(name), bins) for name, q in sign_posteriors(bsnn).items()}

@@ -10,7 +10,7 @@ A part is a build function registered under a kind and a name with its options::
         return DalePrior(a, a)
 
 The build function takes the options by name and returns, by kind: a prior (a
-:class:`~bisnn_pyro.models.priors.Prior`), a guide builder (model -> guide module; it may also take
+``Prior``), a guide builder (model -> guide module; it may also take
 ``seed``), a likelihood (it also takes ``num_data`` and ``burn_in``) or a ``pyro.optim`` optimiser.
 A guide says which loss suits it (``loss=``: ``mean-field``, ``trace`` or ``trace-graph``) and
 whether its posterior is a point mass (``point_estimate=True``: its ensemble is its MAP).

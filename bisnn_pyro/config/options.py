@@ -47,7 +47,7 @@ class Option:
 
     def parse(self, value: Any, where: str) -> Any:
         """``value`` (from a file, or a string from the command line) as this option's type,
-        checked; a one-line :class:`ConfigError` naming ``where`` otherwise."""
+        checked; a one-line ``ConfigError`` naming ``where`` otherwise."""
         if value is None or (isinstance(value, Text) and value.lower() in ("none", "null") and self.optional):
             if self.optional:
                 return None
@@ -100,7 +100,7 @@ def _article(kind: type) -> str:
 
 def _convert(value: Any, kind: type) -> Any:
     """``value`` as ``kind``, or None where it is not one (a bool is not a number; an integer-valued
-    float is an integer; :class:`Text` from the command line is read, other strings are not)."""
+    float is an integer; ``Text`` from the command line is read, other strings are not)."""
     if kind is str:
         return str(value) if isinstance(value, str) else None
     if isinstance(value, str) and not isinstance(value, Text):

@@ -1,10 +1,10 @@
 """A run's configuration: the options of ``[data]``, ``[model]`` and ``[training]`` (each defined once
 below) and the parts ``[prior]``, ``[guide]``, ``[likelihood]`` and ``[optim]`` (a part's name and its
-options, see :mod:`.components`), with ``plugins`` that register parts of one's own.
+options, see ``components``), with ``plugins`` that register parts of one's own.
 
-A configuration is resolved in one place, :class:`ExperimentConfig`: the named rule
+A configuration is resolved in one place, ``ExperimentConfig``: the named rule
 (``training.rule``) gives the parts, explicit parts win over it, every value is checked, defaults
-(the data set's among them) are filled in, and :meth:`ExperimentConfig.to_dict` is what the run
+(the data set's among them) are filled in, and ``to_dict`` is what the run
 records in ``config.json``, which reads back as a configuration that rebuilds the run.
 """
 

@@ -56,7 +56,7 @@ def monotonic_timestamps(timestamps: np.ndarray) -> np.ndarray:
 
 def read_aedat2_dvs128(path: str | os.PathLike) -> np.ndarray:
     """Events of one recording: structured array (x, y, t µs from the first event, p = ON),
-    decoded :data:`CHUNK` records at a time."""
+    decoded ``CHUNK`` records at a time."""
     try:
         with open(path, "rb") as handle:
             start = _data_start(handle, path)

@@ -19,7 +19,7 @@ EVENT_FIELDS = ("x", "y", "t", "p")
 
 
 def check_events(events: np.ndarray, sensor_size: tuple[int, int, int], where: str) -> None:
-    """Raise :class:`DataError` naming ``where`` unless ``events`` is a structured array with
+    """Raise ``DataError`` naming ``where`` unless ``events`` is a structured array with
     fields x, y, t, p whose coordinates lie on the sensor (W, H, P) and whose times are finite
     and >= 0."""
     names = getattr(getattr(events, "dtype", None), "names", None) or ()

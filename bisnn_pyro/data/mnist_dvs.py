@@ -4,7 +4,7 @@ Expected layout, as the public release's ten zips extract (grabbed_data0.zip ...
 
     ROOT/grabbed_data{d}/scale{4,8,16}/mnist_{d}_scale{04,08,16}_{NNNN}.aedat
 
-The release has no train/test split; :func:`split_files` makes a seeded, stratified one: within
+The release has no train/test split; ``split_files`` makes a seeded, stratified one: within
 each digit the files are shuffled with ``seed`` and the first ``test_fraction`` go to the test set.
 """
 

@@ -135,7 +135,7 @@ def load_dataset(
     test_size: int = 1000,
     scale: int = 4,
 ):
-    """(train, test): in-memory :class:`SpikeDataset`s for the generated sets, lazily read
+    """(train, test): in-memory ``SpikeDataset``s for the generated sets, lazily read
     ``Dataset``s of (frames (T, P, H, W), label) for the recorded ones."""
     if name not in SPECS:
         raise DataError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")

@@ -3,7 +3,7 @@
 tonic downloads in a dataset's constructor whenever its own completeness check fails.  These
 loaders check for the extracted files themselves, raise a one-line error naming the folder when
 they are missing, and otherwise build the tonic dataset with that check bypassed
-(:func:`~bisnn_pyro.adapters.tonic_internals.without_download`), so nothing is ever fetched.
+(``without_download``), so nothing is ever fetched.
 DVS Gesture's file order (os.walk order) is sorted so indices are reproducible.
 """
 
@@ -32,7 +32,7 @@ def _require(files: list[Path], what: str) -> None:
 class TonicFrames(Dataset):
     """Wraps a tonic dataset of events: (frames (T, P, H, W), label), each recording checked first:
     a file tonic cannot read, events off the sensor or a label out of range raise
-    :class:`DataError` naming the file."""
+    ``DataError`` naming the file."""
 
     def __init__(self, dataset, frames: EventFrames, classes: int):
         self.dataset, self.frames, self.classes = dataset, frames, classes

@@ -24,10 +24,10 @@ class BayesianSNN(torch.nn.Module):
     ``prior.apply_(net)`` turns weights into sample sites; ``guide(model)`` builds the guide (any
     Pyro guide module: ours, a Pyro autoguide, yours).  ``kl_weight`` (beta) scales every latent
     site in model and guide alike, so the ELBO reads E[log p(y|w)] - beta KL(q || p), and
-    ``SVI(model.model, model.guide, ...)`` optimises exactly that.  Call :meth:`setup` with an
+    ``SVI(model.model, model.guide, ...)`` optimises exactly that.  Call ``setup`` with an
     example input before training or loading a state dict: it checks that the guide fits the
-    prior site by site (one-line :class:`~.sites.CompositionError` otherwise) and gives
-    hyper-latents the guide does not cover a :class:`~.guides.BetaGuide`.
+    prior site by site (one-line ``CompositionError`` otherwise) and gives
+    hyper-latents the guide does not cover a ``BetaGuide``.
     """
 
     def __init__(
@@ -87,7 +87,7 @@ class BayesianSNN(torch.nn.Module):
 
     def _scaled(self, guide: torch.nn.Module) -> torch.nn.Module:
         """``guide`` with the model's KL weight on its sites: its ``forward`` runs inside
-        :meth:`latent_scale` for the call's ``kl_scale`` (a ``with`` block, so nothing is left on
+        ``latent_scale`` for the call's ``kl_scale`` (a ``with`` block, so nothing is left on
         Pyro's stack whatever interrupts it)."""
         if not isinstance(guide, torch.nn.Module):
             raise CompositionError(
@@ -98,7 +98,7 @@ class BayesianSNN(torch.nn.Module):
         return guide
     @property
     def sites(self) -> ModelSites:
-        """The description of the latent sites (after :meth:`setup`)."""
+        """The description of the latent sites (after ``setup``)."""
         if self._sites is None:
             raise RuntimeError("BayesianSNN.setup(example input) must be called first")
         return self._sites
@@ -197,7 +197,7 @@ class BayesianSNN(torch.nn.Module):
 
 
 class _ScaledForward:
-    """A guide's ``forward`` under a :class:`BayesianSNN`'s KL weight, set on the guide instance
+    """A guide's ``forward`` under a ``BayesianSNN``'s KL weight, set on the guide instance
     (an object rather than a closure, so that a deep copy of the model scales its own copy)."""
 
     def __init__(self, bsnn: BayesianSNN, forward: Callable):
@@ -209,7 +209,7 @@ class _ScaledForward:
 
 
 def _unscaled(guide: torch.nn.Module) -> torch.nn.Module:
-    """``guide`` without a :class:`_ScaledForward` set on it (a guide composed into a
+    """``guide`` without a ``_ScaledForward`` set on it (a guide composed into a
     ``GuideList`` is scaled once, through the list)."""
     if isinstance(guide.__dict__.get("forward"), _ScaledForward):
         del guide.forward

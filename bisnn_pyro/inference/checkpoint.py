@@ -81,7 +81,7 @@ def remove_unfinished_writes(path: str | os.PathLike) -> list[Path]:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely; a missing, corrupted, unsafe or foreign file raises :class:`CheckpointError`."""
+    """Read a checkpoint safely; a missing, corrupted, unsafe or foreign file raises ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")

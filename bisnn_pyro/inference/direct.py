@@ -2,7 +2,7 @@
 
 ``SVI`` traces the guide and the model at every step, which costs a few milliseconds; with the
 online schedule (an optimiser step at every time step) that overhead is most of the work.
-:class:`DirectELBO` computes the loss of ``TraceMeanField_ELBO`` (exact KL per site) or of
+``DirectELBO`` computes the loss of ``TraceMeanField_ELBO`` (exact KL per site) or of
 ``Trace_ELBO`` (log q - log p at the draw) from the guide's ``distributions()``, the prior's
 distributions and the network's ``run``: the same draws, in the same order, for the same random
 state, so the same loss and gradients (tested against SVI), with one particle or with vectorised
@@ -28,7 +28,7 @@ from .sites import CompositionError
 
 
 class DirectELBO:
-    """``loss(x, y, ...)`` of a :class:`BayesianSNN` whose guide has reparameterised
+    """``loss(x, y, ...)`` of a ``BayesianSNN`` whose guide has reparameterised
     ``distributions()`` over every latent site, and whose latent sites are layers' weights under
     priors without hyper-latents (read from ``bsnn.sites``)."""
 
@@ -117,7 +117,7 @@ class DirectELBO:
 
 
 def unsupported_reason(bsnn: BayesianSNN) -> str:
-    """Why :class:`DirectELBO` cannot evaluate ``bsnn`` ('' when it can)."""
+    """Why ``DirectELBO`` cannot evaluate ``bsnn`` ('' when it can)."""
     sites = bsnn.sites
     others = sites.hyper + sites.parameters
     if others:
@@ -134,7 +134,7 @@ def unsupported_reason(bsnn: BayesianSNN) -> str:
 
 
 class DirectSVI:
-    """``SVI.step`` with a :class:`DirectELBO`: backward, then the Pyro optimiser on every module
+    """``SVI.step`` with a ``DirectELBO``: backward, then the Pyro optimiser on every module
     parameter that received a gradient (the same per-parameter optimisers SVI would build)."""
 
     def __init__(self, elbo: DirectELBO, optim: PyroOptim):

@@ -3,7 +3,7 @@ minibatch, their gradients combined before the optimiser's step, as ``Distribute
 combines them.
 
 Every process holds the whole model, draws the same weights (the run's seed gives every process
-the same :class:`~.random_stream.RandomStream`) and reads the minibatch in the same seeded order,
+the same ``RandomStream``) and reads the minibatch in the same seeded order,
 then keeps the examples ``rank, rank + N, ...`` of it.  Process r's loss on its n_r examples is
 the minibatch ELBO with the likelihood scaled by D / n_r (D the training set's size) and the whole
 KL; the gradients are combined as

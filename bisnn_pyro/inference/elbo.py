@@ -3,7 +3,7 @@
 ``TraceMeanField_ELBO`` computes the log-density of every site of both traces before the loss,
 then uses the closed-form KL wherever ``kl_divergence(q, p)`` exists and drops them.  For a
 binary network those unused densities are a dozen passes over every weight at every step (about
-a tenth of an SVI step of the default two-moons run).  :class:`MeanFieldELBO` scores observed
+a tenth of an SVI step of the default two-moons run).  ``MeanFieldELBO`` scores observed
 sites up front and a latent or auxiliary site only when its KL is missing: the same loss and
 gradients, and the same validation checks.
 """
@@ -30,8 +30,15 @@ from ..models.shapes import broadcast_shape
 
 
 class MeanFieldELBO(MeanFieldTraceHooks):
-    """``TraceMeanField_ELBO`` (same arguments, loss and gradients) that leaves unscored the
-    log-densities an exact KL replaces (so a relaxed draw is never scored by the exact prior)."""
+    r"""Pyro's ``TraceMeanField_ELBO`` (same arguments, loss and gradients) that leaves unscored
+    the log-densities an exact KL replaces, so a relaxed draw is never scored by the exact prior:
+
+    $$-\mathcal{L} = -\mathbb{E}_{q}\big[\log p(y \mid x, \tilde w)\big]
+    + \beta\,\mathrm{KL}\big(q(w)\,\|\,p(w)\big),$$
+
+    with $\tilde w$ the guide's (relaxed) draw and the KL in closed form where one is registered
+    ($\beta$, the KL weight, is applied by the guide's scale).
+    """
 
     def trace_pair(self, model, guide, args, kwargs):
         if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):

@@ -3,19 +3,19 @@
 An online step (one optimiser step per time step, the paper's schedule) does little arithmetic on
 many small tensors: through autograd it is a few hundred PyTorch operations, each with a fixed
 cost, and about thirty passes over every weight, so it costs 4-5 ms here however it is traced.
-:class:`FusedOnline` takes the same step for the ``bayes`` rule's parts with the gradient written
+``FusedOnline`` takes the same step for the ``bayes`` rule's parts with the gradient written
 out by hand (DECOLLE's local learning makes every layer's gradient its own readout's): per layer,
 one pass draws the relaxed weights and their slopes, two matrix products and three small kernels
 run the layer and its readout, and one pass takes the natural-gradient step and the KL.  The same
-loss and the same update as :class:`.direct.DirectSVI` for the same uniforms (tested), from its
-own counter-based uniforms (:func:`.fused_kernels.uniform32`), whose keys come from PyTorch's
+loss and the same update as ``DirectSVI`` for the same uniforms (tested), from its
+own counter-based uniforms (``uniform32``), whose keys come from PyTorch's
 generator.
 
-It applies to a :class:`~bisnn_pyro.models.snn.SpikingMLP` without biases and with local learning
-and the boxcar surrogate, a :class:`~bisnn_pyro.models.likelihoods.ReadoutCategorical` on every
-layer's readout, a relaxed :class:`.guides.SignBernoulliGuide` under a fixed sign-Bernoulli prior,
-a ``MeanFieldELBO`` with one particle, and :func:`.optim.BayesianLearningRule` without
-gradient clipping, in float32 on the CPU; :func:`unsupported_reason` says what else stops it.  It
+It applies to a ``SpikingMLP`` without biases and with local learning
+and the boxcar surrogate, a ``ReadoutCategorical`` on every
+layer's readout, a relaxed ``SignBernoulliGuide`` under a fixed sign-Bernoulli prior,
+a ``MeanFieldELBO`` with one particle, and ``BayesianLearningRule`` without
+gradient clipping, in float32 on the CPU; ``unsupported_reason`` says what else stops it.  It
 finds the layers' sites, priors and natural parameters in the model's description
 (``bsnn.sites``).
 """
@@ -43,7 +43,7 @@ from .sites import CompositionError
 
 
 def unsupported_reason(bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO) -> str:
-    """Why :class:`FusedOnline` cannot take ``bsnn``'s online steps with ``optim`` and ``loss``
+    """Why ``FusedOnline`` cannot take ``bsnn``'s online steps with ``optim`` and ``loss``
     ('' when it can)."""
     try:
         from . import fused_kernels  # noqa: F401
@@ -114,7 +114,7 @@ class _Layer:
 
 
 class FusedOnline:
-    """Online sequences of a :class:`BayesianSNN` under ``optim`` (``BayesianLearningRule``) and
+    """Online sequences of a ``BayesianSNN`` under ``optim`` (``BayesianLearningRule``) and
     ``loss`` (``MeanFieldELBO``), each step fused; see the module's docstring."""
 
     def __init__(self, bsnn: BayesianSNN, optim: PyroOptim, loss: ELBO):

@@ -1,10 +1,10 @@
-"""numba kernels of the fused online step (:mod:`.fused`): vectorisable float32 exp and log, a
+"""numba kernels of the fused online step (``fused``): vectorisable float32 exp and log, a
 counter-based uniform generator, and the element-wise passes of one step.
 
 numba's ``np.exp`` and ``np.log`` call the C library one element at a time (4-5 ns an element here,
 about ten times a vectorised loop), so the per-weight work of a step would cost more than the rest
-of it.  :func:`exp32` and :func:`log32` are Cephes' float32 polynomials written so that LLVM
-vectorises them (relative error below 3e-7, tested against float64).  :func:`uniform32` is
+of it.  ``exp32`` and ``log32`` are Cephes' float32 polynomials written so that LLVM
+vectorises them (relative error below 3e-7, tested against float64).  ``uniform32`` is
 SplitMix64 at (key, counter): every weight of every step gets its own number, in any order, with
 no generator state to carry; the key of each step comes from PyTorch's generator, so
 ``torch.manual_seed`` and checkpoints reproduce a run.
@@ -156,9 +156,9 @@ def draw(natural, key, first, inv_temperature, scale, weight):
 
 @_njit(**_JIT)
 def draw_reciprocal_temperature(natural, key, first, inv_temperature, scale, weight):
-    """:func:`draw` for tau = 1 or 1/2 (``inv_temperature`` 1 or 2), without a logarithm:
+    """``draw`` for tau = 1 or 1/2 (``inv_temperature`` 1 or 2), without a logarithm:
     2 sigmoid((2 lam + logit u) / tau) - 1 = 2 / (1 + exp(-2 lam / tau) ((1 - u) / u)**(1 / tau)) - 1,
-    a power one multiplication away: about half the time of :func:`draw` here."""
+    a power one multiplication away: about half the time of ``draw`` here."""
     two = inv_temperature == float32(2.0)
     for i in range(natural.size):
         u = uniform32(key, first + uint64(i))
@@ -276,12 +276,12 @@ def natural_gradient_step(
     row,
 ):
     """One step of the Bayesian learning rule on the natural parameters lam (outputs, inputs) of one
-    layer, in place, as :class:`.optim.NaturalGradientSign` takes it on the gradient of
+    layer, in place, as ``NaturalGradientSign`` takes it on the gradient of
     kl_coef * KL(q || p) - log-likelihood, given the likelihood's gradient ``grad_potential``
     (batch, outputs) with respect to the potential, the input ``traces`` (batch, inputs) and the
     drawn ``weight``: ``buffer`` becomes momentum * buffer + (1 - dampening) g, or g itself when
     ``fresh`` (its first step, or no momentum), for the natural gradient g of
-    :func:`_preconditioned`, and lam <- clamp(lam - lr buffer, +-max_natural).  Writes each weight's
+    ``_preconditioned``, and lam <- clamp(lam - lr buffer, +-max_natural).  Writes each weight's
     tanh(lam) lam - log 2cosh(lam) - tanh(lam) lam_p (its KL without the prior's normaliser), at the
     parameters before the step, into ``kl``; ``row`` is an (inputs,) scratch buffer.  (``fresh`` is
     a selection, not a branch around the momentum: a branch would keep LLVM from vectorising.)

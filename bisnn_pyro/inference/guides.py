@@ -10,9 +10,9 @@ every latent site it covers) plus a few methods the library uses where they exis
 * ``median()`` and ``mean()``: point weights per site (MAP and mean predictions);
 * ``sites``: the names and shapes of the sites it covers.
 
-:class:`WeightGuide` provides all of them from three methods a subclass writes: ``covers(prior)``,
+``WeightGuide`` provides all of them from three methods a subclass writes: ``covers(prior)``,
 ``init_site(name, prior, params, generator)`` and ``site_distribution(name, params)``.
-Parameters are ``PyroParam``s (or :class:`~.optim.NaturalParameter`s) of the guide module:
+Parameters are ``PyroParam``s (or ``NaturalParameter``s) of the guide module:
 nothing lives in Pyro's global parameter store.
 """
 
@@ -78,12 +78,17 @@ def set_up(guide: torch.nn.Module, *args, **kwargs) -> None:
 
 
 class WeightGuide(LocalPyroModule):
-    """Base of mean-field guides with parameters of their own for each latent site they cover.
+    r"""Base of mean-field guides $q(w) = \prod_s q_s(w_s)$ with parameters of their own for each
+    latent site $s$ they cover: the protocol a guide of one's own implements.
 
-    ``setup(*example_args)`` traces the model once and, for every latent site whose prior
-    ``covers`` accepts, makes a small module ``params`` for the site (``site_parameters(name)``)
-    and calls ``init_site`` to fill it.  The guide then samples each site from
-    ``site_distribution(name, params)``, whose batch shape is the site's shape.
+    A subclass implements three methods: ``covers(prior)`` (which sites it takes),
+    ``init_site(name, prior, params, generator)`` (create a site's parameters) and
+    ``site_distribution(name, params)`` ($q_s$ from them).  ``setup(*example_args)`` traces the
+    model once and, for every latent site whose prior ``covers`` accepts, makes a small module
+    ``params`` for the site (``site_parameters(name)``) and calls ``init_site`` to fill it.  The
+    guide then samples each site from ``site_distribution``, whose batch shape is the site's
+    shape, and offers ``distributions()`` (every $q_s$ at once), from which the direct engine
+    evaluates the ELBO without tracing.
     """
 
     def __init__(self, model: Callable, *, init_scale: float = 0.1, seed: int | None = None):
@@ -131,7 +136,7 @@ class WeightGuide(LocalPyroModule):
         return functools.reduce(getattr, name.split("."), self.params)
 
     def distributions(self) -> dict[str, TorchDistribution]:
-        """q per site, as :meth:`forward` samples it (so a loss can be evaluated without tracing)."""
+        """q per site, as ``forward`` samples it (so a loss can be evaluated without tracing)."""
         if not self.is_set_up:
             raise RuntimeError(f"{type(self).__name__}.setup(example inputs) must be called before use")
         return {
@@ -144,12 +149,16 @@ class WeightGuide(LocalPyroModule):
 
 
 class SignBernoulliGuide(WeightGuide):
-    """Mean-field q(w) = prod SignBernoulli(w | lam) over the model's +-1 sites: the Bayes-BiSNN
-    posterior.  Each site's natural parameters lam are a :class:`~.optim.NaturalParameter`.
+    r"""Mean-field $q(w) = \prod_i \mathrm{SignBernoulli}(w_i \mid \lambda_i)$ over the model's
+    $\pm 1$ sites: the Bayes-BiSNN posterior.  Each site's natural parameters $\lambda$ are a
+    ``NaturalParameter``, which ``BayesianLearningRule`` steps along the natural gradient.
 
-    In training mode it draws relaxed samples at ``temperature`` (reparameterised); in eval mode,
-    or with ``temperature=None`` (score-function training), exact +-1 samples.  Subclasses may
-    compute lam differently (``natural_parameter``) or relax differently (``site_distribution``).
+    In training mode it draws relaxed samples $\tilde w = \tanh((\lambda + \delta)/\tau)$ at
+    ``temperature`` $\tau$ (reparameterised, ``RelaxedSignBernoulli``); in eval mode, or with
+    ``temperature=None`` (score-function training), exact $\pm 1$ samples.  ``median()`` is the
+    MAP weights $\mathrm{sign}\,\lambda$ and ``mean()`` the mean weights $\tanh\lambda$.
+    Subclasses may compute $\lambda$ differently (``natural_parameter``, e.g. low rank
+    $\lambda = UV^\top$) or relax differently (``site_distribution``).
     """
 
     def __init__(
@@ -245,7 +254,7 @@ class StraightThroughGuide(WeightGuide):
 
 class BetaGuide(WeightGuide):
     """Mean-field q(p) = Beta(alpha, beta) for the model's Beta-distributed sites (the hyper-latents
-    of :class:`~bisnn_pyro.models.priors.BetaBinaryPrior`), initialised at the prior."""
+    of ``BetaBinaryPrior``), initialised at the prior."""
 
     def covers(self, prior: Distribution) -> bool:
         return isinstance(prior, torch.distributions.Beta)

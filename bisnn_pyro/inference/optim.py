@@ -5,8 +5,8 @@ For a mean-field sign-Bernoulli with natural parameters lam, the Fisher informat
 gradient, and lam <- lam - lr * natural_gradient is the BayesBiNN / Bayes-BiSNN update (the KL
 part becomes lam - lam_prior exactly).  That preconditioning means something only for natural
 parameters, so a parameter's role comes from where it was made: a guide that owns natural
-parameters of sign-Bernoulli sites makes them :class:`NaturalParameter`s, and
-:func:`BayesianLearningRule` steps those by the rule and hands every other parameter (a learned
+parameters of sign-Bernoulli sites makes them ``NaturalParameter``s, and
+``BayesianLearningRule`` steps those by the rule and hands every other parameter (a learned
 temperature, hyper-posterior parameters, biases, your own) to a companion optimiser, Adam unless
 you pass another.
 """
@@ -30,7 +30,7 @@ DEFAULT_COMPANION_LR = 1e-2
 class NaturalParameter(torch.nn.Parameter):
     """A parameter holding natural parameters lam of sign-Bernoulli guide sites: the learning rule
     preconditions its gradient by 1 / (1 - tanh^2 lam).  Make a guide's natural parameters this
-    type (as :class:`~bisnn_pyro.inference.guides.SignBernoulliGuide` does) to have them stepped by
+    type (as ``SignBernoulliGuide`` does) to have them stepped by
     the rule; any other parameter goes to the rule's companion optimiser."""
 
     def unconstrained(self) -> "NaturalParameter":
@@ -39,10 +39,21 @@ class NaturalParameter(torch.nn.Parameter):
 
 
 class NaturalGradientSign(torch.optim.Optimizer):
-    """lam <- clamp(lam - lr * m, +-max_natural), m = momentum * m + (1 - dampening) * g / F(lam),
-    with F(lam) = max(1 - tanh^2 lam, min_fisher): the division is guarded and lam bounded so no
-    step overflows (``max_natural=float("inf")`` lifts the bound).  A gradient that is not finite
-    stops training (:class:`~bisnn_pyro.errors.TrainingDiverged`) rather than being stepped on."""
+    r"""The natural-gradient step on the natural parameters $\lambda$ of sign-Bernoulli sites:
+
+    $$m \leftarrow \mu\, m + (1 - d)\,\frac{g}{F(\lambda)}, \qquad
+    \lambda \leftarrow \mathrm{clamp}(\lambda - \eta\, m, \pm\lambda_{\max}), \qquad
+    F(\lambda) = \max(1 - \tanh^2\lambda,\ F_{\min}),$$
+
+    with $g = \partial \mathcal{L} / \partial\lambda$ the gradient of the negative ELBO, $\eta$
+    ``lr``, $\mu$ ``momentum``, $d$ ``dampening``.  $F$ is the Fisher information of
+    $\mathrm{SignBernoulli}(\lambda)$, so $g / F$ is the natural gradient: for the KL term it is
+    $\lambda - \lambda_p$, and with $\mu = 0$ the step is the BiSNN paper's (and BayesBiNN's)
+    update $\lambda \leftarrow (1 - \eta\beta)\lambda - \eta\,(g_{\text{data}}/F - \beta\lambda_p)$.
+    The division is guarded ($F_{\min}$, ``min_fisher``) and $\lambda$ bounded (``max_natural``;
+    ``float("inf")`` lifts the bound) so no step overflows.  A gradient that is not finite stops
+    training (``TrainingDiverged``) rather than being stepped on.
+    """
 
     def __init__(
         self,
@@ -88,7 +99,7 @@ class NaturalGradientSign(torch.optim.Optimizer):
 
 
 class LearningRule(PyroOptim):
-    """The Bayesian learning rule (:class:`NaturalGradientSign`) for :class:`NaturalParameter`s and
+    """The Bayesian learning rule (``NaturalGradientSign``) for ``NaturalParameter``s and
     ``companion`` for every other parameter, as one ``pyro.optim`` optimiser for ``SVI``."""
 
     def __init__(
@@ -104,7 +115,7 @@ class LearningRule(PyroOptim):
         self.natural_parameters: set[torch.Tensor] = set()  # named by a guide's natural(), in bind_optimizer
 
     def is_natural(self, param: torch.Tensor) -> bool:
-        """Whether ``param`` holds natural parameters: made a :class:`NaturalParameter`, or given by
+        """Whether ``param`` holds natural parameters: made a ``NaturalParameter``, or given by
         the guide's ``natural()`` when the optimiser was bound to the model."""
         return isinstance(param, NaturalParameter) or param in self.natural_parameters
 
@@ -138,9 +149,10 @@ class LearningRule(PyroOptim):
 def BayesianLearningRule(
     optim_args: dict[str, Any] | Callable[[str], dict[str, Any]], companion: PyroOptim | None = None
 ) -> LearningRule:
-    """The Bayesian learning rule as a ``pyro.optim`` optimiser (use as ``SVI(..., optim=...)``).
+    """The Bayesian learning rule as a ``pyro.optim`` optimiser (use as ``SVI(..., optim=...)``):
+    ``NaturalGradientSign`` for every ``NaturalParameter``, ``companion`` for the rest.
 
-    ``optim_args``: :class:`NaturalGradientSign`'s options (``lr``, ``momentum``, ...), or a callable
+    ``optim_args``: ``NaturalGradientSign``'s options (``lr``, ``momentum``, ...), or a callable
     from a parameter's name in the model (``"guide.params.layers.0.weight.natural"``) to them;
     ``companion``: the optimiser of every parameter that is not a natural parameter (default
     ``pyro.optim.Adam({"lr": 1e-2})``).

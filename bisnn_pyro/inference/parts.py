@@ -1,5 +1,5 @@
 """The library's parts by name, for configuration files and the command line
-(:mod:`bisnn_pyro.config.components`): priors, guides, likelihoods and optimisers with their
+(``bisnn_pyro.config.components``): priors, guides, likelihoods and optimisers with their
 options, and the losses."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 class RandomStream:
     """The states of the CPU generator and, for a CUDA ``device``, that device's generator.
 
-    ``with stream:`` runs the block on the stream (which moves on); :meth:`forked` runs it on a
+    ``with stream:`` runs the block on the stream (which moves on); ``forked`` runs it on a
     copy (the stream stays where it was: an evaluation does not change what training draws next).
     """
 

@@ -11,8 +11,8 @@ fp         gaussian         auto-delta                trace              adam
 fp-bayes   gaussian         auto-normal               mean-field         adam
 ========== ================ ========================= ================== =============
 
-Every rule's likelihood is ``decolle``; the step sizes are in :data:`RULE_PRESETS`.  The parts are
-those of :mod:`.parts` (named as in a configuration file); the learning rule steps the natural
+Every rule's likelihood is ``decolle``; the step sizes are in ``RULE_PRESETS``.  The parts are
+those of ``parts`` (named as in a configuration file); the learning rule steps the natural
 parameters and hands any other
 parameter to its companion (Adam).  An option the rule's parts do not take is refused, so nothing
 given to a rule is silently ignored.
@@ -101,7 +101,7 @@ def make_rule(name: str, *, num_particles: int = 1, seed: int | None = None, **o
 def build_rule(
     name: str, parts: dict[str, dict[str, Any]], *, num_particles: int = 1, seed: int | None = None, loss: str = "auto"
 ) -> Rule:
-    """A :class:`Rule` from resolved part specifications; ``loss="auto"`` takes the guide's."""
+    """A ``Rule`` from resolved part specifications; ``loss="auto"`` takes the guide's."""
     guide = part("guide", parts["guide"])
     loss_name = guide.loss if loss == "auto" else loss
     return Rule(

@@ -1,11 +1,11 @@
 """The model description: one account of a model's latent sites that every engine reads.
 
-:func:`describe` traces a :class:`~.bnn.BayesianSNN`'s model and guide once, at set-up, and
+``describe`` traces a ``BayesianSNN``'s model and guide once, at set-up, and
 records for every latent site its shape, its prior, the guide's distribution for it, the module
 attribute it replaces and, for a layer's weight, the layer.  SVI, the direct engine and the fused
 engine read the sites, their priors and their guides from here, never from the format of a site's
 name or from argument positions.  The same pass checks that the guide fits the prior, site by
-site (:func:`pair_problem`), and :func:`loss_problem` checks a loss against the pair.
+site (``pair_problem``), and ``loss_problem`` checks a loss against the pair.
 
 What may be combined (DESIGN.md, section 10):
 
@@ -228,8 +228,8 @@ def replaced_parameters(net: torch.nn.Module) -> dict[str, tuple[torch.nn.Module
 
 def describe(guide: torch.nn.Module, net: torch.nn.Module, model_sites: dict[str, dict], *args, **kwargs) -> ModelSites:
     """Trace ``guide`` (set up) on the example ``args`` and describe ``model_sites`` (the model's
-    latent sites from :func:`latent_sites`), checking that the guide covers and fits every one of
-    them; raises :class:`CompositionError` naming the first site that does not."""
+    latent sites from ``latent_sites``), checking that the guide covers and fits every one of
+    them; raises ``CompositionError`` naming the first site that does not."""
     guide_fns = guide_sites(guide, *args, **kwargs)
     replaced = replaced_parameters(net)
     sites = {}

@@ -6,14 +6,14 @@ network state carried between steps (the BiSNN paper's schedule).  The KL is div
 T - burn_in steps, so one online sequence optimises the same total objective as one sequence step.
 
 ``engine``: ``"svi"`` steps through Pyro's ``SVI``; ``"direct"`` evaluates the same ELBO without
-tracing (:mod:`.direct`): the same draws, loss and gradients, without the tracing's cost (a few
+tracing (``direct``): the same draws, loss and gradients, without the tracing's cost (a few
 milliseconds a step: most of a small online step, 10-20 % of a sequence step); ``"fused"`` takes
-the online schedule's steps of the ``bayes`` rule in a few compiled passes (:mod:`.fused`: the same
+the online schedule's steps of the ``bayes`` rule in a few compiled passes (``fused``: the same
 loss and update for the same uniforms, from its own uniforms); ``"auto"`` takes ``"fused"`` for
 the online schedule where it applies, else ``"direct"`` where it applies, else ``"svi"``.  Parts
 that no engine can train together (a loss that would score a relaxed draw by the exact prior, a
 likelihood of whole sequences on the online schedule) are refused in one line
-(:class:`~.sites.CompositionError`), and so is an engine named explicitly that cannot run them.
+(``CompositionError``), and so is an engine named explicitly that cannot run them.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def optimizer_state(optim: PyroOptim, module: torch.nn.Module) -> dict[str, Any]
 
 
 def load_optimizer_state(optim: PyroOptim, module: torch.nn.Module, state: dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_state`: builds each parameter's optimiser as ``PyroOptim`` would."""
+    """Inverse of ``optimizer_state``: builds each parameter's optimiser as ``PyroOptim`` would."""
     for name, param in module.named_parameters():
         if name in state:
             parameter_optimizer(optim, param, name.removesuffix("_unconstrained")).load_state_dict(state[name])
@@ -83,15 +83,15 @@ def upgrade_names(saved: dict[str, Any], expected: set[str]) -> dict[str, Any]:
 
 
 class Trainer:
-    """Runs SVI epochs for a :class:`BayesianSNN` on tensors ``x`` (N, T, ...) and ``y`` (N,), or on
+    """Runs SVI epochs for a ``BayesianSNN`` on tensors ``x`` (N, T, ...) and ``y`` (N,), or on
     a ``torch.utils.data.Dataset`` of (spikes, label) pairs passed as ``x`` (with ``y=None``), read
     through a DataLoader (``num_workers`` processes) in a seeded random order.
 
-    Weight draws come from ``draws``, a :class:`RandomStream` of the trainer's own (default: seeded
+    Weight draws come from ``draws``, a ``RandomStream`` of the trainer's own (default: seeded
     by ``seed``), which the checkpoint keeps: training leaves the caller's global generators as
     they were, and a resumed run draws what the uninterrupted one would have.
 
-    ``parallel``: this process's place in data-parallel training (:mod:`.distributed`): it
+    ``parallel``: this process's place in data-parallel training (``distributed``): it
     trains on its shard of every minibatch and steps on the gradients combined over processes."""
 
     def __init__(
@@ -215,7 +215,7 @@ class Trainer:
             yield xb, yb, min(self.batch_size, len(self.x) - i * self.batch_size)
 
     def run_epoch(self) -> dict[str, float]:
-        """One pass over the training set in a seeded random order, drawing from :attr:`draws`."""
+        """One pass over the training set in a seeded random order, drawing from ``draws``."""
         with self.draws:
             return self._run_epoch()
 

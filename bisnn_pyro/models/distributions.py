@@ -1,7 +1,7 @@
 """Distributions over binary weights w in {-1, +1}, in natural parameters.
 
 A sign-Bernoulli with natural parameter lam has P(w = +1) = sigmoid(2 lam), mean tanh(lam) and
-log p(w) = w lam - log(2 cosh lam); its support is the two points {-1, +1} (:data:`sign_values`,
+log p(w) = w lam - log(2 cosh lam); its support is the two points {-1, +1} (``sign_values``,
 a discrete constraint, so Pyro's enumeration, validation and autoguides see what it is).  The
 relaxed (binary concrete) form draws w~ = tanh((lam + delta) / tau) with logistic noise delta; it
 is continuous on [-1, 1], sign(w~) has exactly the sign-Bernoulli law, and w~ is differentiable in
@@ -105,8 +105,16 @@ class _SignBase(TorchDistribution):
 
 
 class SignBernoulli(_SignBase):
-    """Exact distribution over {-1, +1} with natural parameter ``natural`` (lam):
-    P(w = +1) = sigmoid(2 lam), E[w] = tanh(lam), log p(w) = w lam - log 2cosh(lam).
+    r"""Exact distribution over $w \in \{-1, +1\}$ with natural parameter $\lambda$ (``natural``):
+
+    $$P(w = +1) = \sigma(2\lambda), \qquad \mathbb{E}[w] = \tanh\lambda, \qquad
+    \log p(w) = w\lambda - \log 2\cosh\lambda .$$
+
+    The exponential family of BayesBiNN's $w_r$: its Fisher information in $\lambda$ is
+    $1 - \tanh^2\lambda$, which the learning rule divides by.  The KL between two of them is
+    closed-form, $\mathrm{KL}(q_\lambda \| p_{\lambda_p}) = \tanh\lambda\,(\lambda - \lambda_p)
+    - \log\cosh\lambda + \log\cosh\lambda_p$, registered for ``torch.distributions.kl_divergence``
+    (and against ``RelaxedSignBernoulli``, whose sign it describes).
 
     ``logits`` (..., 2), unnormalised log-probabilities of -1 and +1 in the order of
     ``enumerate_support``, may be given instead of ``natural`` (as Pyro's
@@ -171,11 +179,18 @@ class SignBernoulli(_SignBase):
 
 
 class RelaxedSignBernoulli(_SignBase):
-    """Binary concrete relaxation of :class:`SignBernoulli` at temperature ``temperature``.
+    r"""Binary concrete relaxation of ``SignBernoulli`` at temperature $\tau$ (``temperature``).
 
-    ``rsample`` returns tanh((lam + delta) / tau) with delta = 0.5 logit(u), u ~ U(0, 1).
-    ``log_prob`` is the density of that value on (-1, 1), evaluated on values clamped a few
-    ulps inside the interval so that it stays finite at saturated samples.
+    ``rsample`` returns
+
+    $$\tilde w = \tanh\frac{\lambda + \delta}{\tau}, \qquad \delta = \tfrac12\,\mathrm{logit}\,u,
+    \quad u \sim U(0, 1),$$
+
+    whose sign is distributed exactly as ``SignBernoulli(λ)`` and which is differentiable in
+    $\lambda$: the reparameterised gradient of Bayes-BiSNN.  As $\tau \to 0$ the draw approaches
+    the sign (less bias, more variance of the gradient); large $\tau$ smooths it.  ``log_prob`` is
+    the density of $\tilde w$ on $(-1, 1)$, evaluated on values clamped a few ulps inside the
+    interval so that it stays finite at saturated samples.
     """
 
     support = relaxed_sign_values
@@ -247,7 +262,7 @@ class _SignKL(torch.autograd.Function):
     """KL(SignBernoulli(lq) || SignBernoulli(lp)) = tanh(lq)(lq - lp) - log2cosh(lq) + log2cosh(lp),
     with the closed-form gradients (1 - tanh^2 lq)(lq - lp) and tanh(lp) - tanh(lq).  It runs at
     every online step, so it is written in few passes: with a = |lq| and s = sigmoid(-2a) (see
-    :func:`_saturation`), tanh(lq) lq - log2cosh(lq) = log(1 - s) - 2 s a, and the KL is that,
+    ``_saturation``), tanh(lq) lq - log2cosh(lq) = log(1 - s) - 2 s a, and the KL is that,
     minus tanh(lq) lp (skipped for a ``uniform`` prior, lp = 0), plus log2cosh(lp), which may come
     precomputed (``log_normalizer_p``)."""
 

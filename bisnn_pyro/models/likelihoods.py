@@ -3,14 +3,14 @@
 Two observation models are offered, both predicting with the last layer's readout averaged over
 the steps after burn-in (the paper's convention):
 
-* :class:`ReadoutCategorical` (``decolle``): DECOLLE's loss, one categorical observation of the
+* ``ReadoutCategorical`` (``decolle``): DECOLLE's loss, one categorical observation of the
   label at every step after burn-in of every layer's readout (N x layers x (T - burn-in) terms: a
   tempered likelihood, the paper's form, and the one that lets each layer learn locally);
-* :class:`LastReadoutCategorical` (``last-readout``): one categorical per example on the
+* ``LastReadoutCategorical`` (``last-readout``): one categorical per example on the
   time-averaged last readout, the very distribution the predictive uses, so that the ELBO, the
   posterior predictive and the log-likelihoods agree.
 
-A likelihood of your own subclasses :class:`Likelihood` and writes ``scored_logits`` and
+A likelihood of your own subclasses ``Likelihood`` and writes ``scored_logits`` and
 ``observation``; the data plate (size ``num_data``, so a minibatch of B is scaled by N/B), the
 ``readouts`` site and the predictive come from the base class.
 """
@@ -23,8 +23,16 @@ from pyro.distributions import Categorical
 
 
 class Likelihood:
-    """Base class: the model's data sites on readouts (*S, B, layers, T, classes) covering the steps
-    t0 .. t0 + T - 1 of a sequence, and the predictive distribution from them.
+    r"""Base class of observation models $p(y \mid \text{readouts})$: the model's data sites on
+    readouts (*S, B, layers, T, classes) covering the steps t0 .. t0 + T - 1 of a sequence, and
+    the predictive distribution from them; the protocol a likelihood of one's own implements.
+
+    A subclass implements ``scored_logits`` (which readouts are scored: e.g. every layer's at
+    every step after burn-in, DECOLLE's local losses) and ``observation`` (the distribution of
+    the label given them).  Calling it places the sites in a ``pyro.plate`` of size ``num_data``
+    that scales the minibatch's log-likelihood by $N/B$; ``logits`` and ``probs`` give the
+    prediction of each weight draw (the last layer's readout averaged over the steps after
+    burn-in).
 
     ``readouts`` says which layers' readouts the observation model scores: ``"all"`` or
     ``"last"`` (then only end-to-end learning trains the earlier layers).  ``online`` says whether

@@ -9,11 +9,11 @@ The step is a pure function of (input, state, synapse): the synapse closes over 
 carry a leading sample dimension, and the state broadcasts against it.
 
 When a layer's input is known for all T steps and its state needs no gradient (DECOLLE's local
-learning), the same arithmetic splits into three passes: :func:`input_traces` (P for every step),
-one synaptic map over all steps, and :func:`subtract_refractory_` (the only sequential,
+learning), the same arithmetic splits into three passes: ``input_traces`` (P for every step),
+one synaptic map over all steps, and ``subtract_refractory_`` (the only sequential,
 element-wise part).  Both forms compute decay * trace + inflow as one fused operation, so they
 round alike; the two loops through time run as compiled CPU kernels where they can
-(:mod:`.recurrences`), bit for bit the same.
+(``recurrences``), bit for bit the same.
 """
 
 from __future__ import annotations
@@ -66,7 +66,17 @@ def lif_step(
     params: LIFParameters,
     spike: SpikeFunction,
 ) -> tuple[torch.Tensor, torch.Tensor, LIFState]:
-    """One time step: returns (spikes, membrane potential U, new state)."""
+    r"""One time step of a layer of leaky integrate-and-fire neurons (a pure function).
+
+    With decays $a, b, c$ of the membrane, synaptic and refractory time constants
+    (``params.decays()``), input spikes $s_{\text{in}}[t]$ and the synapse $x \mapsto Wx$:
+
+    $$P_t = aP_{t-1} + Q_{t-1}, \quad Q_t = bQ_{t-1} + s_{\text{in}}[t], \quad
+    R_t = cR_{t-1} + S_{t-1}, \quad U_t = W P_t - R_t, \quad S_t = \Theta(U_t - \vartheta).$$
+
+    ``spike`` is $\Theta$ with a surrogate derivative (``surrogate``).  Returns
+    (spikes $S_t$, membrane potential $U_t$, new state).
+    """
     a, b, c = params.decays()
     p = leak(state.p, a, state.q)
     q = leak(state.q, b, inputs)
@@ -80,7 +90,7 @@ def lif_step(
 def lif_step_(
     inputs: torch.Tensor, state: LIFState, synapse: Callable[[torch.Tensor], torch.Tensor], params: LIFParameters
 ) -> LIFState:
-    """:func:`lif_step` without gradients, overwriting the state's tensors (buffers the caller owns;
+    """``lif_step`` without gradients, overwriting the state's tensors (buffers the caller owns;
     r and s are allocated on the first step).  The new state's ``s`` holds the spikes.  Same
     rounding as ``lif_step``; for prediction, where fresh allocations would dominate."""
     a, b, c = params.decays()
@@ -101,7 +111,7 @@ def lif_step_(
 
 
 def owned_state(state: LIFState, inputs: torch.Tensor) -> LIFState:
-    """A copy of ``state`` whose p and q have the full shape of ``inputs`` (for :func:`lif_step_`)."""
+    """A copy of ``state`` whose p and q have the full shape of ``inputs`` (for ``lif_step_``)."""
     shape = broadcast_shape(state.p.shape, inputs.shape)
     return LIFState(state.p.expand(shape).clone(), state.q.expand(shape).clone(), state.r.clone(), state.s.clone())
 

@@ -10,8 +10,8 @@ methods, both given the site's name:
   can be replaced by a learned posterior for continual learning;
 * ``distribution(name, buffer, shape)``: p(w) with batch shape ``shape`` (the weight's shape).  It
   may draw hyper-latents first, with ``pyro.sample(f"{name}_<hyper>", ...)``, as
-  :class:`BetaBinaryPrior` does; the model then has those sites too, and guides are composed for
-  them (:class:`~bisnn_pyro.inference.guides.GuideList`).
+  ``BetaBinaryPrior`` does; the model then has those sites too, and guides are composed for
+  them (``GuideList``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,21 @@ def value_for(value: PriorValue, name: str, param: torch.Tensor) -> torch.Tensor
 
 
 class Prior:
-    """Base class of priors; subclasses implement :meth:`distribution` (and :meth:`buffer` when the
-    distribution reads a tensor).  ``select(name, module)`` chooses the parameters that become
-    random (default: every synaptic weight)."""
+    r"""Base class of priors $p(w)$ over a network's weights: the protocol a prior of one's own
+    implements.
+
+    ``apply_(net)`` turns every parameter that ``select(name, module)`` chooses (default: every
+    synaptic weight) into a ``PyroSample`` site whose prior is ``distribution(name, buffer,
+    shape)``.  A subclass implements ``distribution`` and, when the distribution reads a tensor
+    (hyper-parameters per site, per neuron...), ``buffer``: that tensor is registered as a buffer
+    of the layer, so it is saved in the state dict and moves with the network between devices.
+
+    ``distribution`` may itself call ``pyro.sample`` for hyper-latents (a hierarchical prior such
+    as ``BetaBinaryPrior``: $p_\ell \sim \mathrm{Beta}(a, b)$, $w \mid p_\ell \sim
+    \mathrm{SignBernoulli}(\tfrac12\mathrm{logit}\,p_\ell)$); the model then describes them in
+    ``BayesianSNN.sites.hyper`` and a guide is composed for them.  Which guide, loss and engine go
+    with which prior is in the guide to swapping parts.
+    """
 
     def __init__(self, select: Selector = synapse_weights):
         self.select = select
@@ -67,7 +79,8 @@ class Prior:
         return None
 
     def distribution(self, name: str, buffer: torch.Tensor | None, shape: torch.Size) -> Distribution:
-        """p(w) of site ``name``, with batch shape ``shape`` (the weight's), from its ``buffer``."""
+        """p(w) of site ``name``, with batch shape ``shape`` (the weight's), from its ``buffer``
+        (None when ``buffer`` returned None); called inside the model, once per forward pass."""
         raise NotImplementedError(f"{type(self).__name__} must implement distribution(name, buffer, shape)")
 
     def apply_(self, net: torch.nn.Module) -> torch.nn.Module:

@@ -2,7 +2,7 @@
 
 When a layer's drive (or input) is known for every step, what remains sequential is two short
 recurrences: the input traces and the refractory/threshold recurrence (see
-:func:`.neurons.input_traces` and :func:`.neurons.subtract_refractory_`).  As PyTorch loops they
+``input_traces`` and ``subtract_refractory_``).  As PyTorch loops they
 are a few hundred operations on one step's small tensors, whose fixed cost per operation is most
 of their time.  On CPU tensors of float32 or float64 they run as numba kernels instead: one pass
 through time with the same IEEE operations, decay * x + y as one fused multiply-add as PyTorch's
@@ -22,7 +22,7 @@ NATIVE_DTYPES = (torch.float32, torch.float64)
 
 
 def leak(trace: torch.Tensor, decay: float, inflow: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """decay * trace + inflow, as one fused operation: the step loop (:mod:`.neurons`), the PyTorch
+    """decay * trace + inflow, as one fused operation: the step loop (``neurons``), the PyTorch
     loops below and the kernels all compute it so, and round alike."""
     return torch.add(inflow, trace, alpha=decay, out=out)
 
@@ -136,7 +136,7 @@ def _refractory_kernel(drive, r, s, spikes, c, threshold):
 
 
 def _trace_loop(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: torch.Tensor, a: float, b: float):
-    """:func:`trace_steps` as PyTorch operations."""
+    """``trace_steps`` as PyTorch operations."""
     for trace, step_inputs in zip(traces.unbind(), inputs.unbind()):
         p = leak(p, a, q, out=trace)
         leak(q, b, step_inputs, out=q)
@@ -145,7 +145,7 @@ def _trace_loop(traces: torch.Tensor, inputs: torch.Tensor, p: torch.Tensor, q: 
 def _refractory_loop(
     drive: torch.Tensor, r: torch.Tensor, s: torch.Tensor, spikes: torch.Tensor, c: float, threshold: torch.Tensor
 ):
-    """:func:`refractory_steps` as PyTorch operations; ``threshold`` a 0-dim tensor (a Python number
+    """``refractory_steps`` as PyTorch operations; ``threshold`` a 0-dim tensor (a Python number
     would be converted at every step)."""
     for step_drive, step_spikes in zip(drive.unbind(), spikes.unbind()):
         leak(r, c, s, out=r)

@@ -266,7 +266,7 @@ class ConvSpikingNet(DecolleNetwork):
     reading the last feature map as one vector: spikes (B, T, C, H, W) -> readouts.  Every layer has
     its own readout and local loss.
 
-    Presets: :data:`CONV_PRESETS` ``small`` (16, 32 channels, 3x3, no pooling: the 12x12 offline
+    Presets: ``CONV_PRESETS`` ``small`` (16, 32 channels, 3x3, no pooling: the 12x12 offline
     digits set on a CPU) and ``paper`` (64, 128, 128 channels, 7x7, pool 2, close to the BiSNN/DECOLLE
     networks; the BiSNN code pools per layer 2, 1, 2: ``pool=(2, 1, 2)``).
     """

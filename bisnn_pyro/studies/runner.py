@@ -127,7 +127,7 @@ def _local_pool(workers: int | None) -> Executor:
 
 def _leave_interrupts_to_the_study() -> None:
     """A pool worker ignores Ctrl-C (the terminal sends it to the whole process group) except while
-    it trains (:func:`_interruptible`): none prints a traceback from its start-up or its idle wait."""
+    it trains (``_interruptible``): none prints a traceback from its start-up or its idle wait."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -139,7 +139,7 @@ def _interrupt_once(signum, frame) -> None:
 
 
 def _interruptible(*job) -> str:
-    """:func:`run_one` in a pool worker, stopped by Ctrl-C at its next step (its checkpoint keeps
+    """``run_one`` in a pool worker, stopped by Ctrl-C at its next step (its checkpoint keeps
     the last finished epoch)."""
     signal.signal(signal.SIGINT, _interrupt_once)
     try:

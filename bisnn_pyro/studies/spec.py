@@ -27,9 +27,9 @@
 An arm is a named arm x a grid combination x a zip row; a run is an arm x a seed (the seed is
 ``training.seed``; the data's seed stays the base's, so arms share their data seed by seed and
 compare in pairs).  Options are named as ``--set`` names them (``section.option``), and layer
-onto the base as ``--set`` does (:func:`~bisnn_pyro.config.run.merge`).  Every run's
+onto the base as ``--set`` does (``merge``).  Every run's
 configuration is resolved and checked when the study is read: a bad one is a one-line
-:class:`~bisnn_pyro.errors.ConfigError` naming its arm.
+``ConfigError`` naming its arm.
 """
 
 from __future__ import annotations
