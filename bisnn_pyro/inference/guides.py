@@ -35,6 +35,9 @@ from .sites import base_distribution, latent_sites
 DECIDED_NATURAL = 20.0  # P(w = sign) = 1 - 4e-18: a point mass with a finite KL
 
 
+DEFAULT_TEMPERATURE = 0.5  # tau of the relaxed draws: the Bayes-BiSNN default, also of the sign-bernoulli part
+
+
 def sign(x: torch.Tensor) -> torch.Tensor:
     """sign with sign(0) = +1, so every weight is +-1."""
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
@@ -165,7 +168,7 @@ class SignBernoulliGuide(WeightGuide):
         self,
         model: Callable,
         *,
-        temperature: float | None = 1.0,
+        temperature: float | None = DEFAULT_TEMPERATURE,
         init_scale: float = 0.1,
         seed: int | None = None,
     ):

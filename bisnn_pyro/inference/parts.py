@@ -15,14 +15,14 @@ from ..config.options import Option, between, non_negative, positive, unit_inter
 from ..models.likelihoods import LastReadoutCategorical, ReadoutCategorical
 from ..models.priors import BetaBinaryPrior, BinaryPrior, GaussianPrior, RelaxedBinaryPrior
 from .elbo import MeanFieldELBO
-from .guides import SignBernoulliGuide, StraightThroughGuide
+from .guides import DEFAULT_TEMPERATURE, SignBernoulliGuide, StraightThroughGuide
 from .optim import DEFAULT_COMPANION_LR, BayesianLearningRule
 
 P = Option("p", float, 0.5, "prior P(w = +1)", **between(1e-6, 1 - 1e-6, "a prior this sure leaves nothing to learn"),
            flags=("--prior-p",))
 RELAXED = "below it relaxed draws are +-1 and carry no gradient; above it they carry no sign"
-TEMPERATURE = Option("temperature", float, 0.5, "relaxation temperature tau", **between(0.01, 100, RELAXED),
-                     flags=("--temperature",))
+TEMPERATURE = Option("temperature", float, DEFAULT_TEMPERATURE, "relaxation temperature tau",
+                     **between(0.01, 100, RELAXED), flags=("--temperature",))
 INIT_SCALE = Option("init_scale", float, 0.1, "scale of the guide's random initial values", **non_negative(),
                     flags=("--init-scale",))
 
