@@ -14,12 +14,12 @@ def python_blocks(path: Path) -> list[str]:
 
 def test_readme_examples_run_in_order(capsys):
     """The README's blocks build on each other: the first trains and scores Bayes-BiSNN, the next
-    define a prior and a guide of one's own, the third trains them together, the last registers
-    the prior by name for configuration files."""
+    defines a prior of one's own and trains it, the last registers the prior by name for
+    configuration files."""
     from bisnn_pyro.config import REGISTRY
 
     blocks = python_blocks(ROOT / "README.md")
-    assert len(blocks) == 4
+    assert len(blocks) == 3
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
