@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -371,7 +372,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status: 0 done, 2 an error the user can act on (one
-    line), 1 a bug (one line and the path of a log file with the traceback), 130 interrupted."""
+    line), 1 a bug (one line and the path of a log file with the traceback), 130 interrupted,
+    141 the reader of its output stopped reading."""
     try:
         args, extra = _parser().parse_known_args(argv)  # the parser lists the parts: entry points load here
         keep_freed_memory()  # a quarter of a sequence epoch was page faults on fresh memory
@@ -380,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BisnnError as error:
         return _fail(one_line(error))
+    except BrokenPipeError:  # the reader stopped (`| head`): quiet, as a Unix tool ended by SIGPIPE
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 128 + signal.SIGPIPE
     except OSError as error:  # a folder that is a file, a read-only place, a full disk
         where = f" {error.filename}" if error.filename else ""
         return _fail(f"cannot use{where}: {error.strerror or one_line(error)}")

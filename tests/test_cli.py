@@ -146,3 +146,22 @@ def test_corrupted_checkpoint(trained_run, tmp_path, capsys):
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "bisnn_pyro", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--kl-weight" in result.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_error():
+    """`bisnn-pyro parts | head -1`: a closed pipe ends the command quietly, with SIGPIPE's status
+    (here the reader has gone before the first line, so every write meets the closed pipe)."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bisnn_pyro", "parts"], stdout=write_end, stderr=subprocess.PIPE, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141
+    assert done.stderr == b""

@@ -399,3 +399,19 @@ def test_the_rule_finds_natural_parameters_that_lost_their_type(data):
     rule = BayesianLearningRule({"lr": 0.02})
     Trainer(bsnn, rule, MeanFieldELBO(max_plate_nesting=1), x, y, engine="direct")
     assert rule.route(lam) is rule
+
+
+def test_a_guide_without_seed_follows_pyros_seed():
+    """A guide built without ``seed=`` draws its initial values from a generator seeded by torch's
+    global one: ``pyro.set_rng_seed`` makes them reproducible, and two guides in one process differ."""
+    x = two_moons(8, seed=0).x
+
+    def initial_natural():
+        bsnn = BayesianSNN(SpikingMLP(20, hidden=(16,)), BinaryPrior(), ReadoutCategorical(8), SignBernoulliGuide)
+        return bsnn.setup(x).guide.site_parameters("layers.0.weight").natural.detach().clone()
+
+    pyro.set_rng_seed(3)
+    first, second = initial_natural(), initial_natural()
+    pyro.set_rng_seed(3)
+    again = initial_natural()
+    assert torch.equal(first, again) and not torch.equal(first, second)

@@ -117,12 +117,12 @@ class WeightGuide(LocalPyroModule):
         raise NotImplementedError
 
     def setup(self, *args, **kwargs) -> "WeightGuide":
-        """Create the parameters of every latent site of ``model(*args, **kwargs)`` this guide covers."""
+        """Create the parameters of every latent site of ``model(*args, **kwargs)`` this guide covers.
+        Their random initial values come from a generator of the guide's own, seeded by ``seed``,
+        or when that is None by one draw from torch's global generator (so ``pyro.set_rng_seed``
+        makes them reproducible)."""
         generator = torch.Generator()
-        if self.seed is not None:
-            generator.manual_seed(self.seed)
-        else:
-            generator.seed()
+        generator.manual_seed(self.seed if self.seed is not None else int(torch.randint(2**62, ()).item()))
         for name, site in latent_sites(self.model[0], *args, **kwargs).items():
             prior = base_distribution(site["fn"])
             if not self.covers(prior):

@@ -170,8 +170,9 @@ def _write_paired_markdown(path: Path, paired: list[dict[str, Any]]) -> None:
         ) + " |")
     path.write_text(
         f"Per-seed differences, first minus second: their mean [95 % t-interval] and in how many seeds the "
-        f"first was lower.  {len(pairs)} comparisons, each interval on its own (not adjusted for their number: "
-        f"about one in twenty intervals of equal predictors excludes 0).\n\n" + "\n".join(table) + "\n"
+        f"first was lower (for elpd_test, higher is better).  {len(pairs)} pairs x {len(PAIRED_MD)} metrics = "
+        f"{len(pairs) * len(PAIRED_MD)} intervals, each on its own (not adjusted for their number: about one in "
+        f"twenty intervals of equal predictors excludes 0).\n\n" + "\n".join(table) + "\n"
     )
 
 

@@ -46,6 +46,8 @@ def run_study(
     Locally the runs share a pool of ``workers`` processes (default: one per core).  With ``ray``
     ("auto": the Ray cluster this process or machine belongs to, else a new local one; or a
     cluster's address) each run is a Ray task asking for one CPU, and a GPU when it trains on one.
+    The local pool starts its workers by spawn, which imports the calling script again in each
+    of them: in a script, call ``run_study`` under ``if __name__ == "__main__":``.
     """
     out = Path(out).resolve()  # tasks on a cluster's nodes resolve a relative path elsewhere
     if (out / "config.json").is_file():
@@ -97,6 +99,7 @@ def check_arms(runs: Sequence[StudyRun]) -> None:
 
 Job = tuple[str, dict, Sequence[int]]
 LOST = "run the study again to resume it"
+UNGUARDED = "or a script that calls run_study outside `if __name__ == '__main__':`, run again by each worker"
 Executor = Callable[[list[Job]], Iterator[tuple[str, str]]]
 
 
@@ -114,7 +117,7 @@ def _local_pool(workers: int | None) -> Executor:
                     try:
                         outcome = future.result()
                     except BrokenProcessPool:
-                        outcome = f"a worker process died (killed for memory?): {LOST}"
+                        outcome = f"a worker process died (killed for memory? {UNGUARDED}): {LOST}"
                     yield futures[future], outcome
             except BaseException:  # Ctrl-C, or the caller stopped: queued runs do not start, running ones stop
                 for worker in active_children():  # also when the interrupt reached this process alone

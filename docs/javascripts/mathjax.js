@@ -1,5 +1,11 @@
+// MathJax 3 for the Markdown pages (arithmatex writes \( \) and \[ \]) and for the tutorials,
+// whose notebook cells keep Jupyter's $ and $$ (code and pre blocks are skipped).
 window.MathJax = {
-  tex: {inlineMath: [["\\(", "\\)"]], displayMath: [["\\[", "\\]"]], processEscapes: true, processEnvironments: true},
-  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex"}
+  tex: {
+    inlineMath: [["\\(", "\\)"], ["$", "$"]],
+    displayMath: [["\\[", "\\]"], ["$$", "$$"]],
+    processEscapes: true,
+    processEnvironments: true
+  }
 };
-document$.subscribe(() => { MathJax.typesetPromise(); });
+document$.subscribe(() => { if (MathJax.typesetPromise) { MathJax.typesetPromise(); } });

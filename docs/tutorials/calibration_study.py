@@ -339,7 +339,10 @@ print(f"paired intervals in paired.csv: {len(paired)}, excluding 0: {excludes}")
 # * **One data set, one test set.**  The interval is over training seeds, with the data fixed; it
 #   says nothing about other tasks.  Two moons is easy enough that accuracy differences sit near the
 #   third decimal.
-# * **Many comparisons.**  See above: unadjusted intervals, one in twenty wrong by design.
+# * **Many comparisons.**  See above: unadjusted intervals, one in twenty wrong by design.  The
+#   count of intervals that exclude 0 printed above is not a count of false effects: many pairs
+#   differ for real (an ensemble against a single draw, a Bayes ensemble's ECE against ST-BiSNN's),
+#   and chance adds about one in twenty of the pairs that do not.
 #
 # For what a full study finds, the [studies guide](../../studies/#the-papers-claims) reports the
 # library's own `studies/calibration.toml` (two moons, 10 seeds, the default network trained to

@@ -69,7 +69,7 @@ train, test = two_moons(N_TRAIN, seed=0), two_moons(TEST_SIZE, seed=1)
 # | guide | the variational family $q$ | `SignBernoulliGuide(temperature=0.5)`: one $\lambda$ per weight |
 # | likelihood | how readouts score labels | `ReadoutCategorical`: every layer's readout, every step |
 # | loss | the ELBO estimator | `MeanFieldELBO`: relaxed draws in the likelihood, the exact KL |
-# | optimiser | who steps what | `BayesianLearningRule`: natural gradient on $\lambda$, Adam on the rest |
+# | optimiser | who steps what | `BayesianLearningRule` → `LearningRule`: natural gradient on $\lambda$, Adam on rest |
 #
 # Every model below is built and trained by the same few lines, with only the prior or the guide
 # replaced; each gets a fresh rule (so a fresh optimiser state) and the same seeds.  We score the
@@ -359,7 +359,8 @@ plt.show()
 
 # %% [markdown]
 # On this easy task the parts barely move accuracy; the differences, if any, are in NLL and ECE,
-# and they are of the order of their standard errors.  One seed is no evidence either way:
+# and a few standard errors at most.  These standard errors are over test points, for one training
+# seed: they say nothing of how much another seed would move each model.  One seed is no evidence:
 # tutorial 4 (and `bisnn-pyro study run`) compares parts over seeds with paired intervals.
 #
 # ## 7. What the library refuses
