@@ -75,6 +75,11 @@ def test_loss_and_chance_warnings():
     assert loss_warnings([5.0, 4.0, 6.0]) and "rose from 5 (epoch 1) to 6" in loss_warnings([5.0, 4.0, 6.0])[0]
     assert "rose in each of the last 3 epochs" in loss_warnings([9.0, 1.0, 2.0, 3.0, 4.0])[0]
     assert loss_warnings([9.0, 5.0, 4.0, 4.5]) == [] and loss_warnings([1.0, 2.0]) == []
+    # the default two-moons run's last epochs: three rises within the epoch-to-epoch noise say nothing
+    noisy = [3005, 2846, 2771, 2931, 3231, 2579, 2669, 2901, 2739, 2694, 2436, 2679, 2570, 2483, 2671, 2461, 2563,
+             2634, 2678, 2715]
+    assert loss_warnings(noisy) == []
+    assert "rose in each" in loss_warnings(noisy[:-3] + [2650.0, 2850.0, 2990.0])[0]
     assert chance_warnings(0.55, 2, 100)  # within two standard errors (0.1) of 0.5
     assert chance_warnings(0.1, 2, 100)  # below chance is no better
     assert chance_warnings(0.75, 2, 100) == [] and chance_warnings(0.25, 10, 1000) == []

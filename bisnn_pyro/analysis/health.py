@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Sequence
 
 RISING_EPOCHS = 3  # epochs in a row of a rising loss that are worth a word
 
 
 def loss_warnings(losses: Sequence[float]) -> list[str]:
-    """A loss that ended above where it began, or rose in each of the last epochs."""
+    """A loss that ended above where it began, or rose in each of the last epochs by more, in all,
+    than twice its typical change from one epoch to the next (the median of |loss_t - loss_{t-1}|):
+    a minibatch estimate of the ELBO wanders by that much at convergence, and three rises in a row
+    happen there by chance one time in 24."""
     if len(losses) < RISING_EPOCHS:
         return []
     if losses[-1] > losses[0]:
@@ -18,7 +22,9 @@ def loss_warnings(losses: Sequence[float]) -> list[str]:
             "the step size may be too large"
         ]
     tail = losses[-RISING_EPOCHS - 1 :]
-    if len(tail) > RISING_EPOCHS and all(b > a for a, b in zip(tail, tail[1:])):
+    typical_change = statistics.median(abs(b - a) for a, b in zip(losses, losses[1:]))
+    rising = all(b > a for a, b in zip(tail, tail[1:])) and tail[-1] - tail[0] > 2 * typical_change
+    if len(tail) > RISING_EPOCHS and rising:
         return [f"the loss rose in each of the last {RISING_EPOCHS} epochs ({tail[0]:.4g} -> {tail[-1]:.4g})"]
     return []
 
