@@ -50,3 +50,29 @@ def test_ruff_finds_nothing():
     """The rule set and the pinned version are in pyproject.toml."""
     done = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-4000:]
+
+
+def test_every_public_name_says_what_it_is():
+    """Each class and function a package exports, and each public method or property of those
+    classes, has a docstring (its own or the one it overrides): the API reference shows it."""
+    import importlib
+    import inspect
+
+    missing = []
+    for package in ("bisnn_pyro", "bisnn_pyro.models", "bisnn_pyro.inference", "bisnn_pyro.analysis",
+                    "bisnn_pyro.data", "bisnn_pyro.config", "bisnn_pyro.studies"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            exported = getattr(module, name)
+            if not (inspect.isclass(exported) or inspect.isfunction(exported)):
+                continue
+            if not inspect.getdoc(exported):
+                missing.append(f"{package}.{name}")
+            if inspect.isclass(exported):
+                for member, value in vars(exported).items():
+                    function = value.fget if isinstance(value, property) else value
+                    if member.startswith("_") or not inspect.isfunction(function) or function.__doc__:
+                        continue
+                    if not any(getattr(getattr(base, member, None), "__doc__", None) for base in exported.__mro__[1:]):
+                        missing.append(f"{package}.{name}.{member}")
+    assert missing == []

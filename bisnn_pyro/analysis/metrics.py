@@ -29,6 +29,7 @@ def _check(probs: torch.Tensor, labels: torch.Tensor) -> None:
 
 
 def accuracy(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """The fraction of points whose most probable class is the label."""
     _check(probs, labels)
     return (probs.argmax(-1) == labels).double().mean().item()
 

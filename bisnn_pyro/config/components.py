@@ -49,10 +49,13 @@ class Component:
 
     @property
     def help(self) -> str:
+        """The first paragraph of the builder's docstring, on one line (what ``parts`` prints)."""
         doc = inspect.getdoc(self.build) or ""
         return doc.split("\n\n")[0].replace("\n", " ")
 
     def option(self, key: str, where: str) -> Option:
+        """The option named ``key``; a ``ConfigError`` naming ``where`` and the options there are
+        when there is none."""
         for option in self.options:
             if option.name == key:
                 return option

@@ -43,6 +43,7 @@ class Option:
     flags: tuple[str, ...] = ()
 
     def allowed(self) -> Sequence[str] | None:
+        """The values the option takes, when it takes a fixed set (evaluated now: plugins add parts)."""
         return self.choices() if callable(self.choices) else self.choices
 
     def parse(self, value: Any, where: str) -> Any:

@@ -141,6 +141,7 @@ class DirectSVI:
         self.elbo, self.optim = elbo, optim
 
     def step(self, *args, **kwargs) -> float:
+        """One optimiser step on the loss of ``args`` (as ``SVI.step``); returns the loss."""
         loss = self.elbo.loss(*args, **kwargs)
         loss.backward()
         params = [p for p in self.elbo.bsnn.parameters() if p.grad is not None]

@@ -41,6 +41,8 @@ class MeanFieldELBO(MeanFieldTraceHooks):
     """
 
     def trace_pair(self, model, guide, args, kwargs):
+        """The guide's trace and the model's replayed on it (Pyro's own tracing for a guide that is a
+        handler)."""
         if isinstance(poutine.unwrap(guide), poutine.messenger.Messenger):
             return self.pyro_trace_pair(model, guide, args, kwargs)
         guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
@@ -80,6 +82,9 @@ class MeanFieldELBO(MeanFieldTraceHooks):
             self.max_plate_nesting += 1
 
     def particle_loss(self, model_trace, guide_trace):
+        """(loss, surrogate loss) of one particle, as Pyro's ELBOs return them: the negative of the
+        observed sites' log-likelihood minus the closed-form KL of every latent site that has one
+        (log p - log q of the draw for the others)."""
         elbo_particle = 0.0
         for name, model_site in model_trace.nodes.items():
             if model_site["type"] != "sample":

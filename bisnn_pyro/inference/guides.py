@@ -246,6 +246,7 @@ class StraightThroughGuide(WeightGuide):
 
     @torch.no_grad()
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """The point weights sign(theta) (the mean too: the guide is a point mass)."""
         return {name: sign(self.site_parameters(name).theta) for name in self.sites}
 
     mean = median
@@ -299,6 +300,7 @@ class GuideList(LocalPyroModule):
 
     @property
     def sites(self) -> dict[str, torch.Size]:
+        """Name and shape of every site the parts cover."""
         return {name: shape for part in self.parts for name, shape in (covered_sites(part) or {}).items()}
 
     def part_for(self, name: str) -> torch.nn.Module:
@@ -309,6 +311,7 @@ class GuideList(LocalPyroModule):
         raise KeyError(f"no part of this GuideList covers site {name!r}")
 
     def distributions(self) -> dict[str, TorchDistribution]:
+        """q per site of every part, in the order the model samples the sites."""
         merged = {}
         for part in self.parts:
             merged.update(part.distributions())
@@ -334,9 +337,11 @@ class GuideList(LocalPyroModule):
         return merged
 
     def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """Each part's point value per site (the MAP weights for sign-Bernoulli parts)."""
         return self._merged("median", *args, **kwargs)
 
     def mean(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        """Each part's mean per site (its median where it has no mean)."""
         return self._merged("mean", *args, **kwargs)
 
     def natural(self) -> dict[str, torch.Tensor]:
@@ -344,4 +349,5 @@ class GuideList(LocalPyroModule):
         return {name: lam for part in self.parts if hasattr(part, "natural") for name, lam in part.natural().items()}
 
     def posterior(self, name: str):
+        """The posterior the part covering site ``name`` gives for it."""
         return self.part_for(name).posterior(name)

@@ -185,6 +185,7 @@ class LatentSite:
 
     @property
     def reparameterised(self) -> bool:
+        """Whether the guide's draws of this site carry a pathwise gradient."""
         return self.guide.has_rsample
 
 

@@ -261,6 +261,7 @@ class Trainer:
         return TrainingDiverged(f"{what} {where} with every parameter finite: {overflow}")
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: the epoch, the model's and optimiser's states and the random streams."""
         state = {
             "epoch": self.epoch,
             "model": self.bsnn.state_dict(),
@@ -271,6 +272,7 @@ class Trainer:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``'s output (names saved by earlier versions are upgraded)."""
         expected = set(self.bsnn.state_dict()) | {n for n, _ in self.bsnn.named_parameters()}
         self.bsnn.load_state_dict(upgrade_names(state["model"], expected))
         load_optimizer_state(self.optim, self.bsnn, upgrade_names(state["optimizer"], expected))

@@ -50,6 +50,7 @@ class LIFState(NamedTuple):
     s: torch.Tensor
 
     def detach(self) -> "LIFState":
+        """The same state cut from the autograd graph (DECOLLE's layers learn locally)."""
         return LIFState(*(x.detach() for x in self))
 
 

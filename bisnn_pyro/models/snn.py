@@ -91,6 +91,7 @@ class DecolleNetwork(LocalPyroModule):
 
     @property
     def time_loop(self) -> str:
+        """How the layers run over time: step by step, or each layer over all steps in turn."""
         return self._time_loop
 
     @time_loop.setter
