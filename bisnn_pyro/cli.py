@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -382,9 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BisnnError as error:
         return _fail(one_line(error))
-    except BrokenPipeError:  # the reader stopped (`| head`): quiet, as a Unix tool ended by SIGPIPE
+    except BrokenPipeError as error:
+        if not _reader_gone():  # a pipe of a worker or a socket, not the output's
+            return _fail(f"cannot use: {error.strerror or one_line(error)}")
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
-        return 128 + signal.SIGPIPE
+        return 128 + signal.SIGPIPE  # the reader stopped (`| head`): quiet, as a Unix tool ended by SIGPIPE
     except OSError as error:  # a folder that is a file, a read-only place, a full disk
         where = f" {error.filename}" if error.filename else ""
         return _fail(f"cannot use{where}: {error.strerror or one_line(error)}")
@@ -403,6 +406,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _reader_gone() -> bool:
+    """Whether standard output is a pipe whose reading end is closed."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows) or no file behind stdout
+        return False
 
 
 def _fail(message: str) -> int:

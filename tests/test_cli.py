@@ -165,3 +165,15 @@ def test_a_reader_that_stops_early_gets_no_error():
         os.close(write_end)
     assert done.returncode == 141
     assert done.stderr == b""
+
+
+def test_a_broken_pipe_elsewhere_is_an_error(monkeypatch, capsys):
+    """A pipe that is not the output's (a worker's, a socket) breaking is said in one line."""
+    from bisnn_pyro import cli
+
+    def broken(args, extra):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_run", broken)
+    assert cli.main(["parts"]) == 2
+    assert capsys.readouterr().err == "bisnn-pyro: error: cannot use: Broken pipe\n"

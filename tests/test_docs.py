@@ -14,7 +14,8 @@ def test_docs_site_builds_strictly(tmp_path):
     """`mkdocs build --strict` fails on a broken link, a missing page or an unresolved API
     reference.  The tutorials are rendered without running them here: tests/test_tutorial_*.py run
     each of them and check what it prints."""
-    env = {**os.environ, "BISNN_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1"}
+    env = {**os.environ, "BISNN_DOCS_EXECUTE": "false", "NO_MKDOCS_2_WARNING": "1",
+           "BISNN_DOCS_CACHE": str(tmp_path / "cache")}  # a developer's executed tutorials stay cached
     site = tmp_path / "site"
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],

@@ -45,10 +45,12 @@ class NaturalGradientSign(torch.optim.Optimizer):
     \lambda \leftarrow \mathrm{clamp}(\lambda - \eta\, m, \pm\lambda_{\max}), \qquad
     F(\lambda) = \max(1 - \tanh^2\lambda,\ F_{\min}),$$
 
-    with $g = \partial \mathcal{L} / \partial\lambda$ the gradient of the negative ELBO, $\eta$
-    ``lr``, $\mu$ ``momentum``, $d$ ``dampening``.  $F$ is the Fisher information of
+    with $g$ the gradient of the loss (the negative ELBO) in $\lambda$, $\eta$ ``lr``, $\mu$
+    ``momentum``, $d$ ``dampening``; the first step starts the buffer at $m = g/F(\lambda)$, as
+    ``torch.optim.SGD`` does.  $F$ is the Fisher information of
     $\mathrm{SignBernoulli}(\lambda)$, so $g / F$ is the natural gradient: for the KL term it is
-    $\lambda - \lambda_p$, and with $\mu = 0$ the step is the BiSNN paper's (and BayesBiNN's)
+    $\lambda - \lambda_p$, and with $\mu = 0$ (where neither guard below acts) the step is the
+    BiSNN paper's (and BayesBiNN's)
     update $\lambda \leftarrow (1 - \eta\beta)\lambda - \eta\,(g_{\text{data}}/F - \beta\lambda_p)$.
     The division is guarded ($F_{\min}$, ``min_fisher``) and $\lambda$ bounded (``max_natural``;
     ``float("inf")`` lifts the bound) so no step overflows.  A gradient that is not finite stops

@@ -70,10 +70,11 @@ def lif_step(
     r"""One time step of a layer of leaky integrate-and-fire neurons (a pure function).
 
     With decays $a, b, c$ of the membrane, synaptic and refractory time constants
-    (``params.decays()``), input spikes $s_{\text{in}}[t]$ and the synapse $x \mapsto Wx$:
+    (``params.decays()``), input spikes $s_{\text{in}}[t]$ and the layer's synapse $Wx$ (the dense layer's is
+    $Wx/\sqrt{\text{fan-in}}$, plus a bias if it has one):
 
     $$P_t = aP_{t-1} + Q_{t-1}, \quad Q_t = bQ_{t-1} + s_{\text{in}}[t], \quad
-    R_t = cR_{t-1} + S_{t-1}, \quad U_t = W P_t - R_t, \quad S_t = \Theta(U_t - \vartheta).$$
+    R_t = cR_{t-1} + S_{t-1}, \quad U_t = \mathrm{synapse}(P_t) - R_t, \quad S_t = \Theta(U_t - \vartheta).$$
 
     ``spike`` is $\Theta$ with a surrogate derivative (``surrogate``).  Returns
     (spikes $S_t$, membrane potential $U_t$, new state).

@@ -221,10 +221,11 @@ guide = SignBernoulliGuide(model, temperature=0.5, init_scale=0.0, seed=0).setup
 with torch.no_grad():
     guide.site_parameters("w").natural.fill_(lam_q.item())
 
-# the standard deviation of log p(y | w) under q, by enumeration, for the estimate's standard error
+# the standard deviation under q of one particle, log p(y | w) + log p(w) - log q(w), by enumeration,
+# for the estimate's standard error
 p_plus = SignBernoulli(lam_q).probs
-log_lik_minus, log_lik_plus = log_likelihood(support)
-elbo_sd = (log_lik_plus - log_lik_minus).abs() * torch.sqrt(p_plus * (1 - p_plus))
+particle_minus, particle_plus = log_likelihood(support) + p.log_prob(support) - q.log_prob(support)
+elbo_sd = (particle_plus - particle_minus).abs() * torch.sqrt(p_plus * (1 - p_plus))
 guide.eval()  # exact +-1 draws
 particles = dict(num_particles=ELBO_PARTICLES, vectorize_particles=True, max_plate_nesting=1)
 elbo_mc = -Trace_ELBO(**particles).loss(model, guide, y)

@@ -150,7 +150,8 @@ class DalePrior(Prior):
         self.a, self.b = a, b
 
     def buffer(self, name, weight):  # (a, b) per input neuron, saved and moved with the network
-        return torch.tensor([[self.a], [self.b]]).expand(2, weight.shape[1]).clone()
+        ab = torch.tensor([[self.a], [self.b]], dtype=weight.dtype, device=weight.device)
+        return ab.expand(2, weight.shape[1]).clone()
 
     def distribution(self, name, buffer, shape):
         p = pyro.sample(f"{name}_p", Beta(buffer[0], buffer[1]).to_event(1))  # a hyper-latent per input
@@ -366,7 +367,7 @@ plt.show()
 # ## 7. What the library refuses
 #
 # Not every prior fits every guide.  The supports decide: the exact sign-Bernoulli lives on the
-# two points $\{-1, +1\}$, its relaxation on $[-1, 1]$, a Beta on $(0, 1)$, a Gaussian on the real
+# two points $\{-1, +1\}$, its relaxation on $(-1, 1)$, a Beta on $(0, 1)$, a Gaussian on the real
 # line, and a guide's site must have its prior's support.  The one declared exception is the relaxed
 # guide standing for the exact prior, which is charged the *exact* KL and never scored by the
 # exact prior's density, so it needs the loss that does that.  A combination that breaks the rules
