@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                 default=argparse.SUPPRESS,
                 nargs="+" if option.many else None,
                 metavar=option.name.upper(),
-                help=f"{option.help} (default: {option.default})",
+                help=option.help if "(default:" in option.help else f"{option.help} (default: {option.default})",
             )
     group = train.add_argument_group("part options with flags of their own")
     for key, (kind, name) in part_flags().items():
