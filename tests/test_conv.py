@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from bisnn_pyro.experiment import ExperimentConfig, create_run
-from bisnn_pyro.models import BinaryPrior, ConvSpikingNet
+from bisnn_pyro.models import BinaryPrior, ConvSpikingNet, LIFParameters
 from bisnn_pyro.models.conv import BinaryConv2d, conv_synapse, max_pool
 
 
@@ -34,8 +34,11 @@ def test_pooling_keeps_leading_dims():
 def _small_net_and_draws(samples: int, dense: tuple[int, ...] = ()):
     """A float64 conv network (so that convolutions summing in different orders cannot flip a spike
     that sits on the threshold), with ``dense`` layers after its convolutions, and ``samples``
-    random +-1 draws of its weights."""
-    net = ConvSpikingNet((2, 8, 8), channels=(4, 6), num_classes=3, pool=2, dense=dense)
+    random +-1 draws of its weights.  Its threshold is 0.1: at 0, a drive of exactly zero would be a
+    tie that the network with gradients, which scales the weights before summing, resolves by rounding."""
+    net = ConvSpikingNet(
+        (2, 8, 8), channels=(4, 6), num_classes=3, pool=2, dense=dense, neuron=LIFParameters(threshold=0.1)
+    )
     net = BinaryPrior().apply_(net).double()
     draws = {
         f"layers.{i}.weight": torch.sign(torch.randn(samples, *layer.weight_prior.shape, dtype=torch.float64))
@@ -84,7 +87,8 @@ def test_conv_model_trains_on_the_offline_digits(tmp_path):
 
 @pytest.mark.parametrize("dense", [(), (5,)])
 def test_conv_time_loops_agree(dense):
-    """Also with a dense layer reading the last feature map (flattened inside its synapse)."""
+    """With and without gradients (the traces filtering the inputs, or the drive), also with a dense
+    layer reading the last feature map (flattened inside its synapse)."""
     torch.manual_seed(2)
     net, draws = _small_net_and_draws(2, dense)
     x = torch.bernoulli(torch.full((3, 10, 2, 8, 8), 0.3, dtype=torch.float64))

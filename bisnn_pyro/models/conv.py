@@ -65,6 +65,11 @@ class BinaryConv2d(LocalPyroModule):
         scaled = weight * self.scale
         return lambda inputs: conv_synapse(inputs, scaled, 1.0, self.padding, bias)
 
+    def drive(self, weight: torch.Tensor):
+        """The map s -> W * s: the synapse before its 1/sqrt(fan_in) scale and bias (whole numbers,
+        exact in float32, for +-1 weights and 0/1 spikes)."""
+        return lambda inputs: conv_synapse(inputs, weight, 1.0, self.padding)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return conv_synapse(inputs, self.weight, self.scale, self.padding, self.bias)
 

@@ -48,6 +48,11 @@ class BinaryLinear(LocalPyroModule):
         scaled = weight * self.scale
         return lambda inputs: linear_synapse(inputs, scaled, 1.0, bias)
 
+    def drive(self, weight: torch.Tensor):
+        """The map s -> W s: the synapse before its 1/sqrt(fan_in) scale and bias (whole numbers, exact
+        in float32, for +-1 weights and 0/1 spikes)."""
+        return lambda inputs: linear_synapse(inputs, weight, 1.0)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return linear_synapse(inputs, self.weight, self.scale, self.bias)
 

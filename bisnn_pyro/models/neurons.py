@@ -88,20 +88,32 @@ def lif_step(
     return s, u, LIFState(p, q, r, s)
 
 
+def membrane_from_drive(filtered: torch.Tensor, scale: float, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """scale * P_d (+ bias): the synaptic part of the membrane from the filtered drive P_d (a new
+    tensor; one rounding for the scale, one for the bias, as the packed engine computes it)."""
+    out = torch.mul(filtered, scale)
+    return out if bias is None else out.add_(bias)
+
+
 @torch.no_grad()
-def lif_step_(
-    inputs: torch.Tensor, state: LIFState, synapse: Callable[[torch.Tensor], torch.Tensor], params: LIFParameters
+def lif_drive_step_(
+    drive: torch.Tensor, state: LIFState, scale: float, bias: torch.Tensor | None, params: LIFParameters
 ) -> LIFState:
-    """``lif_step`` without gradients, overwriting the state's tensors (buffers the caller owns;
-    r and s are allocated on the first step).  The new state's ``s`` holds the spikes.  Same
-    rounding as ``lif_step``; for prediction, where fresh allocations would dominate."""
+    r"""One step with the filters after the synapse, overwriting the state's tensors (buffers the
+    caller owns, all of the output's shape).  Here ``state.p``, ``state.q`` trace the drive
+    $D_t = W s_{\text{in}}[t]$ (``layer.drive``), not the input:
+
+    $$P_t = aP_{t-1} + Q_{t-1}, \quad Q_t = bQ_{t-1} + D_t, \quad
+    U_t = \mathrm{scale}\cdot P_t (+ \text{bias}) - R_t,$$
+
+    by linearity the membrane of ``lif_step`` ($W$ filter$(s)$ = filter$(W s)$).  For $\pm1$ weights and 0/1
+    spikes every $D_t$ is a whole number, exact in float32, so the packed engine, which counts it
+    with bit operations, computes the same membrane bit for bit.  The new state's ``s`` holds the spikes."""
     a, b, c = params.decays()
     p, q, r, s = state
     leak(p, a, q, out=p)
-    leak(q, b, inputs, out=q)
-    u = synapse(p)
-    if r.shape != u.shape:
-        r, s = r.expand(u.shape).clone(), s.expand(u.shape).clone()
+    leak(q, b, drive, out=q)
+    u = membrane_from_drive(p, scale, bias)
     leak(r, c, s, out=r)
     # IEEE subtraction gives zero only for equal operands, so x - y > 0 exactly when x > y: the
     # spikes of U = drive - R at threshold 0 need no pass to form U
@@ -113,7 +125,7 @@ def lif_step_(
 
 
 def owned_state(state: LIFState, inputs: torch.Tensor) -> LIFState:
-    """A copy of ``state`` whose p and q have the full shape of ``inputs`` (for ``lif_step_``)."""
+    """A copy of ``state`` whose p and q have the full shape of ``inputs`` (buffers to update in place)."""
     shape = broadcast_shape(state.p.shape, inputs.shape)
     return LIFState(state.p.expand(shape).clone(), state.q.expand(shape).clone(), state.r.clone(), state.s.clone())
 

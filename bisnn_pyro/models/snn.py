@@ -15,9 +15,11 @@ from .neurons import (
     LIFParameters,
     LIFState,
     input_traces,
+    leak,
+    lif_drive_step_,
     lif_initial_state,
     lif_step,
-    lif_step_,
+    membrane_from_drive,
     owned_state,
     subtract_refractory_,
 )
@@ -53,6 +55,13 @@ class DecolleNetwork(LocalPyroModule):
     short element-wise recurrence, a small autograd graph), exact only under local learning;
     ``"auto"`` (default) takes ``"layers"`` when gradients are recorded, learning is local and
     T > 1, and ``"steps"`` otherwise (without gradients the step loop updates small buffers in place).
+
+    Without gradients (prediction) either loop filters each layer's synaptic drive $W s$ rather than
+    its input spikes (``lif_drive_step_``): the same model by linearity, whose drives are whole
+    numbers for ±1 weights and 0/1 spikes, so that the packed 1-bit engine reproduces its spikes
+    and readouts exactly.  With gradients the traces filter the inputs, as DECOLLE's local gradient
+    needs them.  The state returned holds the input traces either way, so a state from a run without
+    gradients (a burn-in) continues in one with them.
     """
 
     TIME_LOOPS = ("auto", "layers", "steps")
@@ -116,16 +125,21 @@ class DecolleNetwork(LocalPyroModule):
             )
         if self.flatten_input:
             x = x.flatten(2)
-        synapses = []
-        for layer, weight, dims in zip(self.layers, weights, self._merged_input_dims(x)):
-            synapse = layer.synapse(weight, layer.bias)
-            synapses.append(_flattening(synapse, dims) if dims > 1 else synapse)
         loop = self.time_loop
         if loop == "auto":
             whole_layers = self.local_learning and torch.is_grad_enabled() and x.shape[1] > 1
             loop = "layers" if whole_layers else "steps"
-        run = self._run_layers if loop == "layers" else self._run_steps
-        return run(x, synapses, list(state) if state is not None else [None] * len(synapses))
+        states = list(state) if state is not None else [None] * len(self.layers)
+        merged = self._merged_input_dims(x)
+        if not torch.is_grad_enabled():
+            drives = [_drive(layer, weight, dims, len(shape))
+                      for layer, weight, dims, shape in zip(self.layers, weights, merged, self.output_shapes)]
+            return (self._run_layers_on_drive if loop == "layers" else self._run_steps_on_drive)(x, drives, states)
+        synapses = []
+        for layer, weight, dims in zip(self.layers, weights, merged):
+            synapse = layer.synapse(weight, layer.bias)
+            synapses.append(_flattening(synapse, dims) if dims > 1 else synapse)
+        return (self._run_layers if loop == "layers" else self._run_steps)(x, synapses, states)
 
     def _input_dims(self, x: torch.Tensor) -> list[int]:
         """Feature dimensions of each layer's input (the flattened frame, then each layer's output)."""
@@ -146,18 +160,12 @@ class DecolleNetwork(LocalPyroModule):
 
     def _run_steps(self, x: torch.Tensor, synapses: list, states: list) -> SNNOutput:
         per_step, counts = [], [0.0] * len(synapses)
-        in_place = not torch.is_grad_enabled()
         for t in range(x.shape[1]):
             inputs = x[:, t]
             step_readouts = []
             for index, synapse in enumerate(synapses):
                 layer_state = states[index] if states[index] is not None else lif_initial_state(inputs)
-                if in_place:
-                    layer_state = owned_state(layer_state, inputs) if t == 0 else layer_state
-                    layer_state = lif_step_(inputs, layer_state, synapse, self.neuron)
-                    spikes = layer_state.s
-                else:
-                    spikes, _, layer_state = lif_step(inputs, layer_state, synapse, self.neuron, self.spike)
+                spikes, _, layer_state = lif_step(inputs, layer_state, synapse, self.neuron, self.spike)
                 outputs = self._pool(index, spikes)
                 step_readouts.append(self._readout(index, outputs))
                 features = len(self.output_shapes[index])
@@ -195,6 +203,84 @@ class DecolleNetwork(LocalPyroModule):
             states[index] = LIFState(p, q, r, decided[-1].clone())  # not a view pinning every step's spikes
             inputs = outputs.detach()
         return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
+
+
+    def _run_steps_on_drive(self, x: torch.Tensor, drives: list, states: list) -> SNNOutput:
+        """The step loop without gradients, each layer's filters after its synapse (``lif_drive_step_``);
+        the input traces move on beside them for the state returned."""
+        a, b, _ = self.neuron.decays()
+        per_step, counts = [], [0.0] * len(drives)
+        inputs_traces, drive_states = list(states), [None] * len(drives)
+        for t in range(x.shape[1]):
+            inputs = x[:, t]
+            step_readouts = []
+            for index, (drive, scale, bias) in enumerate(drives):
+                step_drive = drive(inputs)
+                if t == 0:
+                    given = states[index] if states[index] is not None else lif_initial_state(inputs)
+                    inputs_traces[index] = owned_state(given, inputs)
+                    drive_states[index] = _drive_state(given, states[index] is None, drive, step_drive)
+                p, q = inputs_traces[index][:2]
+                leak(p, a, q, out=p)
+                leak(q, b, inputs, out=q)
+                drive_states[index] = lif_drive_step_(step_drive, drive_states[index], scale, bias, self.neuron)
+                spikes = drive_states[index].s
+                outputs = self._pool(index, spikes)
+                step_readouts.append(self._readout(index, outputs))
+                features = len(self.output_shapes[index])
+                counts[index] = counts[index] + spikes.flatten(-features - 1).sum(-1)
+                inputs = outputs
+            per_step.append(torch.stack(torch.broadcast_tensors(*step_readouts), dim=-2))
+        states = [LIFState(p, q, d.r, d.s) for (p, q, _, _), d in zip(inputs_traces, drive_states)]
+        return SNNOutput(torch.stack(per_step, dim=-2), states, _stack_counts(counts))
+
+    def _run_layers_on_drive(self, x: torch.Tensor, drives: list, states: list) -> SNNOutput:
+        """The whole-layer loop without gradients, each layer's filters after its synapse: one
+        synaptic map over all steps, then the drive's traces and the refractory recurrence."""
+        inputs = x.transpose(0, 1)
+        readouts, counts = [], []
+        for index, ((drive, scale, bias), in_features) in enumerate(zip(drives, self._input_dims(x))):
+            features, steps = len(self.output_shapes[index]), inputs.shape[0]
+            given = states[index] if states[index] is not None else lif_initial_state(inputs[0])
+            _, p, q = input_traces(inputs, given.p, given.q, self.neuron)  # for the state returned
+            drive_all = _time_first(_merged_drive(drive, inputs, in_features), steps, features)
+            start = _drive_state(given, states[index] is None, drive, drive_all[0])
+            filtered, _, _ = input_traces(drive_all, start.p, start.q, self.neuron)
+            potential = membrane_from_drive(filtered, scale, bias)
+            spikes, r = subtract_refractory_(potential, start.r, start.s, self.neuron)
+            outputs = self._pool(index, spikes)
+            readouts.append(self._readout(index, outputs).movedim(0, -2))
+            counts.append(spikes.flatten(-features - 1).sum((0, -1)))
+            states[index] = LIFState(p, q, r, spikes[-1].clone())
+            inputs = outputs
+        return SNNOutput(torch.stack(torch.broadcast_tensors(*readouts), dim=-3), states, _stack_counts(counts))
+
+
+def _drive(layer, weight: torch.Tensor, merged_dims: int, out_features: int) -> tuple:
+    """(the map s -> W s of ``layer``, its scale, its bias shaped to broadcast over the output's
+    trailing dimensions) for the run without gradients; a one-line error for a layer without
+    ``drive(weight)``."""
+    if not hasattr(layer, "drive"):
+        raise TypeError(
+            f"{type(layer).__name__} has no drive(weight) (the synapse before its scale and bias), which the "
+            "network runs without gradients"
+        )
+    drive = layer.drive(weight)
+    bias = layer.bias
+    if bias is not None:
+        bias = bias.view(-1, *(1,) * (out_features - 1))
+    return _flattening(drive, merged_dims) if merged_dims > 1 else drive, layer.scale, bias
+
+
+def _drive_state(given: LIFState, at_rest: bool, drive, step_drive: torch.Tensor) -> LIFState:
+    """Buffers shaped like one step's drive for ``lif_drive_step_``: the traces of the drive of the
+    input traces in ``given`` (W P and W Q, by linearity), zeros at rest, and copies of r and s."""
+    shape = step_drive.shape
+    if at_rest:
+        p, q = torch.zeros_like(step_drive), torch.zeros_like(step_drive)
+    else:
+        p, q = (drive(trace).expand(shape).clone() for trace in given[:2])
+    return LIFState(p, q, given.r.expand(shape).clone(), given.s.expand(shape).clone())
 
 
 def _merged_drive(synapse, traces: torch.Tensor, in_features: int) -> torch.Tensor:
