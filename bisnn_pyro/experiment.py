@@ -237,36 +237,45 @@ class Run:
             },
         )
 
-    def evaluate(self, mode: str = "ensemble", samples: int | None = None) -> dict[str, Any]:
-        """accuracy, nll, brier, ece of ``mode`` on the held-out test set."""
+    def evaluate(self, mode: str = "ensemble", samples: int | None = None, engine: str = "auto") -> dict[str, Any]:
+        """accuracy, nll, brier, ece of ``mode`` on the held-out test set (``engine``: ``"auto"``,
+        ``"float"`` or ``"packed"``, as in ``BayesianSNN.readouts_with``; the same scores from each)."""
         samples = self.config.samples if samples is None else samples
         try:
             check_mode(mode, samples)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        draw_probs, labels = self.test_predictions(mode, samples)
+        draw_probs, labels = self.test_predictions(mode, samples, engine=engine)
         used = samples if mode == "ensemble" else 1
         return {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
 
-    def test_predictions(self, mode: str, samples: int, batch_size: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    def prediction_weights(self, mode: str, samples: int) -> dict[str, torch.Tensor]:
+        """The weights ``evaluate`` predicts with: the MAP or mean weights (a draw dimension of 1),
+        or ``samples`` draws from the guide, the draws the run would make next (training's stay its
+        own)."""
+        if mode != "ensemble":
+            return {k: v.unsqueeze(0) for k, v in point_weights(self.bsnn.guide, mode).items()}
+        example, _ = _example(self.test)
+        with self.trainer.draws.forked():
+            return self.bsnn.draw_weights(example, samples)
+
+    def test_predictions(
+        self, mode: str, samples: int, batch_size: int = 200, engine: str = "auto"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-draw class probabilities (K, N, C) on the test set and its labels; one set of draws
         serves every batch of a test set read from files."""
         self.check_prediction_memory(samples if mode == "ensemble" else 1, batch_size)
-        with self.trainer.draws.forked():  # the draws the run would make next; training's stay its own
-            return self._test_predictions(mode, samples, batch_size)
-
-    def _test_predictions(self, mode: str, samples: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.test, SpikeDataset):
-            return self.bsnn.predictive_probs(self.test.x, mode, samples), self.test.y
-        example, _ = _example(self.test)
-        if mode == "ensemble":
-            weights = self.bsnn.draw_weights(example, samples)
-        else:
-            weights = {k: v.unsqueeze(0) for k, v in point_weights(self.bsnn.guide, mode).items()}
-        probs, labels = [], []
-        for xb, yb in DataLoader(self.test, batch_size=batch_size):
-            probs.append(self.bsnn.likelihood.probs(self.bsnn.readouts_with(weights, xb)))
-            labels.append(yb)
+        weights = self.prediction_weights(mode, samples)
+        likelihood = self.bsnn.likelihood
+        try:
+            if isinstance(self.test, SpikeDataset):
+                return likelihood.probs(self.bsnn.readouts_with(weights, self.test.x, engine=engine)), self.test.y
+            probs, labels = [], []
+            for xb, yb in DataLoader(self.test, batch_size=batch_size):
+                probs.append(likelihood.probs(self.bsnn.readouts_with(weights, xb, engine=engine)))
+                labels.append(yb)
+        except CompositionError as error:  # the packed engine, asked for, cannot run this run
+            raise ConfigError(f"--engine {engine}: {error}") from None
         return torch.cat(probs, dim=1), torch.cat(labels)
 
     def check_prediction_memory(self, samples: int, batch_size: int = 500, points: int | None = None) -> None:

@@ -29,6 +29,7 @@ from .analysis.metrics import (
 from .config.components import part
 from .data import SpikeDataset
 from .data.two_moons import X_RANGE, Y_RANGE, encode_points
+from .errors import CompositionError
 from .experiment import ConfigError, Run, open_run
 
 TABLE_COLUMNS = ("accuracy", "nll", "brier", "ece", "mce", "entropy", "mi", "elpd_test", "elpd_test_se")
@@ -93,14 +94,17 @@ def two_moons_grid(resolution: int, steps: int, seed: int = 0):
     return gx, gy, points, encode_points(points, steps, torch.Generator().manual_seed(seed))
 
 
-def report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
+def report_run(run: Run, name: str, out: Path, samples: int, resolution: int, engine: str = "auto") -> RunReport:
     """Evaluate one run on its test set, write its figures and InferenceData under ``out/name``
     (drawing what the run would draw next)."""
     with run.trainer.draws.forked():
-        return _report_run(run, name, out, samples, resolution)
+        try:
+            return _report_run(run, name, out, samples, resolution, engine)
+        except CompositionError as error:  # the packed engine, asked for, cannot run this run
+            raise ConfigError(f"{name}: --engine {engine}: {error}") from None
 
 
-def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -> RunReport:
+def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int, engine: str) -> RunReport:
     bsnn, test, rule = run.bsnn, run.test, run.config.label
     if not isinstance(test, SpikeDataset):
         raise ConfigError(f"{name}: the report needs a test set held in memory (two-moons, digits-dvs)")
@@ -111,9 +115,9 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
     if run.config.dataset == "two-moons":
         run.check_prediction_memory(draws, points=resolution**2)
     weights = bsnn.draw_weights(test.x, draws)
-    ensemble_readouts = bsnn.readouts_with(weights, test.x)
+    ensemble_readouts = bsnn.readouts_with(weights, test.x, engine=engine)
     ensemble_probs = bsnn.likelihood.probs(ensemble_readouts)
-    map_readouts = bsnn.predictive_readouts(test.x, "map")
+    map_readouts = bsnn.predictive_readouts(test.x, "map", engine=engine)
     map_probs = bsnn.likelihood.probs(map_readouts)
 
     rows = [_row(name, rule, "map", map_probs, test.y)]
@@ -149,10 +153,10 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
     facts: dict = {"draws": draws}
     if not point_rule:  # a point estimate's draws are one: nothing to importance-sample
         run.check_prediction_memory(draws, points=len(run.train.y))
-        train_probs = bsnn.likelihood.probs(bsnn.readouts_with(weights, run.train.x))
+        train_probs = bsnn.likelihood.probs(bsnn.readouts_with(weights, run.train.x, engine=engine))
         facts["in_sample"] = in_sample_criteria(train_probs, run.train.y)
     if run.config.dataset == "two-moons":
-        facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution))
+        facts.update(_uncertainty_maps(run, name, weights, ensemble_probs, folder, resolution, engine))
     history = [record for record in run.metrics() if record.get("posterior")]
     if history and not point_rule:  # a point estimate has no posterior to show
         plots.posterior_histograms(history, folder / "posterior.png", name)
@@ -161,12 +165,12 @@ def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int) -
 
 
 def _uncertainty_maps(
-    run: Run, name: str, weights: dict, test_probs: torch.Tensor, folder: Path, resolution: int
+    run: Run, name: str, weights: dict, test_probs: torch.Tensor, folder: Path, resolution: int, engine: str
 ) -> dict:
     """Predictive probability, entropy and MI over the plane; MI on and off the data, and how well
     MI and entropy tell test points from points far from the data (AUROC)."""
     gx, gy, points, spikes = two_moons_grid(resolution, run.config.steps)
-    draw_probs = run.bsnn.likelihood.probs(run.bsnn.readouts_with(weights, spikes))
+    draw_probs = run.bsnn.likelihood.probs(run.bsnn.readouts_with(weights, spikes, engine=engine))
     entropy, mi = predictive_entropy(draw_probs), mutual_information(draw_probs)
     maps = {
         "P(class 1)": draw_probs.mean(0)[:, 1].reshape(gx.shape).numpy(),
@@ -203,9 +207,10 @@ def write_report(
     resolution: int = 40,
     progress: bool | None = None,
     device: str | None = None,
+    engine: str = "auto",
 ) -> Path:
-    """Report on every run folder in ``run_dirs`` (on ``device``, default: each run's own);
-    returns the path of ``report.md``."""
+    """Report on every run folder in ``run_dirs`` (on ``device``, default: each run's own; the
+    network run by ``engine``, as in ``BayesianSNN.readouts_with``); returns the path of ``report.md``."""
     if samples < 2:
         raise ValueError(f"the report needs K >= 2 weight draws, got {samples}")
     out = Path(out)
@@ -214,7 +219,7 @@ def write_report(
     for name, directory in tqdm(
         list(zip(names, run_dirs)), desc="report", unit="run", disable=None if progress is None else not progress
     ):
-        reports.append(report_run(open_run(directory, device), name, out, samples, resolution))
+        reports.append(report_run(open_run(directory, device), name, out, samples, resolution, engine))
     rows = [row for report in reports for row in report.rows]
     plots.comparison(rows, out / "comparison.png")
     return _write_markdown(out, reports, rows, samples)

@@ -16,6 +16,7 @@ from .predict import check_mode, point_weights, readouts_with_weights, sample_we
 from .sites import CompositionError, ModelSites, base_distribution, describe, latent_sites, pair_problem
 
 GuideBuilder = Callable[[Callable], torch.nn.Module]
+ENGINES = ("auto", "float", "packed")
 
 
 class BayesianSNN(torch.nn.Module):
@@ -152,26 +153,41 @@ class BayesianSNN(torch.nn.Module):
 
     @torch.no_grad()
     def predictive_readouts(
-        self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500
+        self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500, engine: str = "auto"
     ) -> torch.Tensor:
         """Readout logits per weight draw, (K, N, layers, T, classes); K = 1 for map and mean.
-        The same K draws serve every chunk of ``batch_size`` points."""
+        The same K draws serve every chunk of ``batch_size`` points; ``engine`` as in ``readouts_with``."""
         check_mode(mode, samples)
         if mode == "ensemble":
             weights = self.draw_weights(x, samples)
         else:
             weights = {k: v.unsqueeze(0) for k, v in point_weights(self.guide, mode).items()}
-        return self.readouts_with(weights, x, batch_size)
+        return self.readouts_with(weights, x, batch_size, engine)
 
     def draw_weights(self, x: torch.Tensor, samples: int) -> dict[str, torch.Tensor]:
         """``samples`` exact draws from the guide per site, each with a leading draw dimension."""
         return sample_weights(self.guide, x[:1, :1], samples)
 
     @torch.no_grad()
-    def readouts_with(self, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    def readouts_with(
+        self, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int = 500, engine: str = "auto"
+    ) -> torch.Tensor:
         """Readouts (K, N, layers, T, classes) of the network with its weight sites set to ``weights``
         (each with a leading draw dimension K), ``batch_size`` points at a time on the weights'
-        device; returned on the device of ``x``."""
+        device; returned on the device of ``x``.
+
+        ``engine``: ``"float"`` runs the network's float32 tensors; ``"packed"`` the packed 1-bit
+        engine (``bisnn_pyro.packed``: +-1 weights and spikes counted with integer additions on the
+        CPU), the same readouts bit for bit, or a one-line ``CompositionError`` saying why it cannot;
+        ``"auto"`` takes the packed engine where it applies."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+        if engine != "float":
+            packed, reason = self.packed_network(weights, x)
+            if packed is not None:
+                return packed.readouts(x.cpu(), min(batch_size, 250)).to(x.device)
+            if engine == "packed":
+                raise CompositionError(f"the packed engine cannot run this: {reason}")
         device = next(iter(weights.values())).device
         chunks = [
             readouts_with_weights(self.net, weights, x[i : i + batch_size].to(device))
@@ -179,19 +195,42 @@ class BayesianSNN(torch.nn.Module):
         ]
         return torch.cat(chunks, dim=1).to(x.device)
 
+    def packed_network(self, weights: dict[str, torch.Tensor], x: torch.Tensor | None = None):
+        """(``PackedNetwork`` of the network with ``weights``, '') where the packed engine can run it
+        (and take inputs ``x``, if given), else (None, why not)."""
+        from ..packed.network import PackedNetwork, inputs_problem, network_problem, weights_problem
+
+        reason = network_problem(self.net)
+        if not reason:
+            layers = [weights.get(name) if name is not None else None for name in self.sites.layer_weights]
+            missing = [index for index, weight in enumerate(layers) if weight is None]
+            if missing:
+                reason = f"layer {missing[0]}'s weight is not among the latent sites given"
+            else:
+                reason = weights_problem(self.net, layers)
+        if not reason and x is not None:
+            reason = inputs_problem(x, tuple(self.net.input_shape))
+        if reason:
+            return None, reason
+        with local_params():
+            return PackedNetwork.from_network(self.net, layers), ""
+
     def predictive_probs(
-        self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500
+        self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, batch_size: int = 500, engine: str = "auto"
     ) -> torch.Tensor:
         """Class probabilities per weight draw, shape (K, N, classes); K = 1 for map and mean."""
-        return self.likelihood.probs(self.predictive_readouts(x, mode, samples, batch_size))
+        return self.likelihood.probs(self.predictive_readouts(x, mode, samples, batch_size, engine))
 
-    def predict(self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10) -> torch.Tensor:
-        """Posterior-predictive class probabilities (N, classes): draws averaged in probability."""
-        return self.predictive_probs(x, mode, samples).mean(0)
+    def predict(self, x: torch.Tensor, mode: str = "ensemble", samples: int = 10, engine: str = "auto") -> torch.Tensor:
+        """Posterior-predictive class probabilities (N, classes): draws averaged in probability
+        (``engine``: ``"auto"``, ``"float"`` or ``"packed"``, as in ``readouts_with``)."""
+        return self.predictive_probs(x, mode, samples, engine=engine).mean(0)
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, mode: str = "ensemble", samples: int = 10) -> dict:
+    def evaluate(
+        self, x: torch.Tensor, y: torch.Tensor, mode: str = "ensemble", samples: int = 10, engine: str = "auto"
+    ) -> dict:
         """Accuracy and mean negative log-likelihood of the predictive distribution on (x, y)."""
-        probs = self.predict(x, mode, samples)
+        probs = self.predict(x, mode, samples, engine)
         nll = -torch.log(probs.gather(-1, y.long().unsqueeze(-1)).clamp_min(1e-12)).mean()
         return {"accuracy": (probs.argmax(-1) == y).float().mean().item(), "nll": nll.item()}
 

@@ -1,0 +1,249 @@
+"""A spiking network with +-1 weights held as integers and bits, run by the packed engine.
+
+``PackedNetwork.from_network(net, weights)`` takes a ``DecolleNetwork`` and K draws of its
+weights (each +-1); ``readouts(x)`` gives the DECOLLE readouts (K, N, layers, T, classes) of the
+float network without gradients, bit for bit: the same drives (whole numbers, counted here
+without multiplications), the same filters and thresholds (``kernels``), the same fixed +-1
+readouts and their scales.  ``unsupported_reason`` says what keeps a network, its weights or its
+inputs from this engine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..models.conv import BinaryConv2d
+from ..models.layers import BinaryLinear
+from ..models.neurons import LIFParameters
+
+METHODS = ("auto", "events", "popcount")
+MAX_COUNT = 255  # inputs are held as uint8 counts
+
+
+@dataclass
+class PackedLayer:
+    """One layer: its +-1 weights as int8 in the engine's layout (dense (K, in, out); conv
+    (K, in, k, k, out)), the synapse's scale and bias, max pooling, and its DECOLLE readout (int8
+    (classes, features after pooling)) with the readout's scale."""
+
+    kind: str
+    weights: np.ndarray
+    scale: float
+    bias: np.ndarray
+    pool: int
+    readout: np.ndarray
+    readout_scale: float
+
+    def bias_or_zeros(self) -> np.ndarray:
+        """The bias per output (channel), zeros where the layer has none (float32)."""
+        return self.bias if self.bias.size else np.zeros(self.weights.shape[-1], np.float32)
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses per output neuron."""
+        return math.prod(self.weights.shape[1:-1])
+
+    def plus_bits(self) -> np.ndarray:
+        """The +1 weights of a dense layer as words, (K, ceil(in / 64) * out) uint64: bit i of word
+        w * out + o is the weight from input 64 w + i to output o (``kernels.dense_network_popcount``)."""
+        draws, fan_in, fan_out = self.weights.shape
+        words = -(-fan_in // 64)
+        plus = np.zeros((draws, words * 64, fan_out), np.uint8)
+        plus[:, :fan_in] = self.weights > 0
+        packed = np.packbits(plus.reshape(draws, words, 64, fan_out), axis=2, bitorder="little")
+        return np.ascontiguousarray(packed.transpose(0, 1, 3, 2)).view(np.uint64).reshape(draws, -1)
+
+    def readout_plus_bits(self) -> np.ndarray:
+        """The +1 entries of each readout row as words, (classes * ceil(features / 64),) uint64."""
+        classes, features = self.readout.shape
+        plus = np.zeros((classes, -(-features // 64) * 64), np.uint8)
+        plus[:, :features] = self.readout > 0
+        return np.packbits(plus, axis=-1, bitorder="little").view(np.uint64).reshape(-1)
+
+
+@dataclass
+class PackedNetwork:
+    """A ``DecolleNetwork`` with K draws of +-1 weights, for the packed engine."""
+
+    input_shape: tuple[int, ...]
+    neuron: LIFParameters
+    layers: list[PackedLayer]
+    num_classes: int
+
+    @property
+    def draws(self) -> int:
+        """K: how many weight draws the network holds (1 for a point estimate)."""
+        return self.layers[0].weights.shape[0]
+
+    @classmethod
+    def from_network(cls, net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> "PackedNetwork":
+        """``net`` (a ``DecolleNetwork``) with ``weights``, one tensor per layer with a leading draw
+        dimension K, every entry +-1; ValueError naming what does not fit."""
+        reason = network_problem(net) or weights_problem(net, weights)
+        if reason:
+            raise ValueError(reason)
+        layers = []
+        for index, (layer, weight) in enumerate(zip(net.layers, weights)):
+            signs = weight.detach().cpu().reshape(-1, *layer.weight.shape).to(torch.int8)
+            kind = "conv" if isinstance(layer, BinaryConv2d) else "dense"
+            if kind == "conv":
+                signs = signs.permute(0, 2, 3, 4, 1)  # (K, in, k, k, out)
+            else:
+                signs = signs.reshape(signs.shape[0], signs.shape[1], -1).transpose(1, 2)  # (K, in, out)
+            bias = layer.bias.detach().cpu().float().numpy() if layer.bias is not None else np.zeros(0, np.float32)
+            readout = getattr(net, f"readout_{index}").detach().cpu().to(torch.int8).numpy()
+            layers.append(
+                PackedLayer(kind, np.ascontiguousarray(signs.numpy()), layer.scale, bias, net.pools[index], readout,
+                            net.readout_scales[index])
+            )
+        return cls(tuple(net.input_shape), LIFParameters(*net.neuron), layers, net.num_classes)
+
+    @property
+    def all_dense(self) -> bool:
+        """Whether every layer is dense (the bit-count kernel runs the whole network)."""
+        return all(layer.kind == "dense" for layer in self.layers)
+
+    def readouts(self, x: torch.Tensor, batch_size: int = 250, method: str = "auto") -> torch.Tensor:
+        """DECOLLE readouts (K, N, layers, T, classes) for input spikes ``x`` (N, T, *input_shape),
+        ``batch_size`` sequences at a time.  ``method``: ``"popcount"`` runs a network of dense
+        layers by bit counts, all its layers at each step (inputs 0/1); ``"events"`` runs each layer
+        over all steps in turn, summing the drives over the inputs that spiked (dense or conv
+        layers; inputs may count events); ``"auto"`` takes bit counts where they apply."""
+        reason = inputs_problem(x, self.input_shape)
+        if reason:
+            raise ValueError(reason)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+        counts = x.detach().cpu().to(torch.uint8).numpy()
+        binary = bool(counts.max(initial=0) <= 1)
+        if method == "popcount" and not (self.all_dense and binary):
+            raise ValueError("bit counts run networks of dense layers on 0/1 spikes; use method='events'")
+        run = self._by_bit_counts if method != "events" and self.all_dense and binary else self._by_events
+        chunks = [run(counts[i : i + batch_size]) for i in range(0, len(counts), batch_size)]
+        if not chunks:
+            return torch.zeros((self.draws, 0, len(self.layers), x.shape[1], self.num_classes))
+        return torch.from_numpy(np.concatenate(chunks, axis=1))
+
+    def _constants(self) -> tuple:
+        """(a, b, c, threshold) as float32, as the float network rounds them."""
+        return (*(np.float32(decay) for decay in self.neuron.decays()), np.float32(self.neuron.threshold))
+
+    def _by_bit_counts(self, counts: np.ndarray) -> np.ndarray:
+        from . import kernels
+
+        if not hasattr(self, "_bit_layout"):
+            self._bit_layout = self._bits()
+        out = np.empty((self.draws, counts.shape[0], len(self.layers), counts.shape[1], self.num_classes), np.float32)
+        kernels.dense_network_popcount(
+            counts.reshape(*counts.shape[:2], -1), *self._bit_layout[:4], *self._constants(), *self._bit_layout[4:], out
+        )
+        return out
+
+    def _bits(self) -> tuple:
+        """The arrays of ``kernels.dense_network_popcount``: the weights' and readouts' words, each
+        layer's shapes and offsets, the scales and biases."""
+        shapes, weights_at, neurons_at, readout_at = [], 0, 0, 0
+        for layer in self.layers:
+            fan_in, fan_out = layer.weights.shape[1:]
+            shapes.append((fan_in, fan_out, weights_at, neurons_at, readout_at))
+            weights_at += -(-fan_in // 64) * fan_out
+            neurons_at += fan_out
+            readout_at += self.num_classes * -(-fan_out // 64)
+        biases = [layer.bias_or_zeros() for layer in self.layers]
+        return (
+            np.concatenate([layer.plus_bits() for layer in self.layers], axis=1),
+            np.array(shapes, np.int64),
+            np.array([layer.scale for layer in self.layers], np.float32),
+            np.concatenate(biases),
+            np.concatenate([layer.readout_plus_bits() for layer in self.layers]),
+            np.array([layer.readout_scale for layer in self.layers], np.float32),
+        )
+
+    def _by_events(self, counts: np.ndarray) -> np.ndarray:
+        from . import kernels
+
+        constants = self._constants()
+        batch, steps = counts.shape[:2]
+        inputs = counts[None]  # (1, B, T, *input_shape): one input for every draw
+        out = np.empty((self.draws, batch, len(self.layers), steps, self.num_classes), np.float32)
+        for index, layer in enumerate(self.layers):
+            synapse = (np.float32(layer.scale), layer.bias_or_zeros(), *constants)
+            if layer.kind == "conv":
+                spikes = np.empty((self.draws, batch, steps, layer.weights.shape[-1], *inputs.shape[-2:]), np.uint8)
+                kernels.conv_events(inputs, layer.weights, layer.weights.shape[2] // 2, *synapse, spikes)
+            else:
+                spikes = np.empty((self.draws, batch, steps, layer.weights.shape[-1]), np.uint8)
+                kernels.dense_events(inputs.reshape(*inputs.shape[:3], -1), layer.weights, *synapse, spikes)
+            pooled = _max_pool(spikes, layer.pool)
+            logits = np.empty((self.draws, batch, steps, self.num_classes), np.int32)
+            kernels.readout_counts(pooled.reshape(*pooled.shape[:3], -1), layer.readout, logits)
+            out[:, :, index] = logits.astype(np.float32) * np.float32(layer.readout_scale)
+            inputs = pooled
+        return out
+
+
+def _max_pool(spikes: np.ndarray, size: int) -> np.ndarray:
+    """2-D max pooling of (..., C, H, W) spikes over size x size windows, the rows and columns
+    that do not fill a window dropped (as ``torch.nn.functional.max_pool2d``)."""
+    if size == 1:
+        return spikes
+    height, width = spikes.shape[-2] // size, spikes.shape[-1] // size
+    cropped = spikes[..., : height * size, : width * size]
+    return cropped.reshape(*spikes.shape[:-2], height, size, width, size).max(axis=(-3, -1))
+
+
+def network_problem(net: torch.nn.Module) -> str:
+    """Why the packed engine cannot run ``net`` ('' when it can)."""
+    from ..models.snn import DecolleNetwork
+
+    if not isinstance(net, DecolleNetwork):
+        return f"the packed engine runs a DecolleNetwork (SpikingMLP, ConvSpikingNet), not {type(net).__name__}"
+    for index, layer in enumerate(net.layers):
+        if not isinstance(layer, (BinaryLinear, BinaryConv2d)):
+            return f"layer {index} is a {type(layer).__name__}, not a BinaryLinear or BinaryConv2d"
+    if any(getattr(net, f"readout_{i}").dtype != torch.float32 for i in range(len(net.layers))):
+        return "the packed engine reproduces float32 networks; this one is not float32"
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "numba is not installed"
+    return ""
+
+
+def weights_problem(net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> str:
+    """Why ``weights`` (one tensor per layer of ``net``, each with leading draw dimensions) cannot
+    be packed ('' when they can): the wrong count or shape, another dtype or device, or an entry
+    that is not +-1."""
+    if len(weights) != len(net.layers):
+        return f"expected {len(net.layers)} weight tensors, one per layer, got {len(weights)}"
+    shapes = [tuple(layer.weight.shape) for layer in net.layers]
+    draws = {math.prod(weight.shape[: weight.dim() - len(shape)]) for weight, shape in zip(weights, shapes)}
+    for index, (shape, weight) in enumerate(zip(shapes, weights)):
+        if weight.dim() <= len(shape) or tuple(weight.shape[-len(shape) :]) != shape or len(draws) != 1:
+            return (
+                f"layer {index}'s weights have shape {tuple(weight.shape)}; "
+                f"expected (K, *{shape}), K alike in every layer"
+            )
+        if weight.device.type != "cpu" or weight.dtype != torch.float32:
+            return (
+                f"layer {index}'s weights are {weight.dtype} on {weight.device}; "
+                "the packed engine takes float32 on the CPU"
+            )
+        if not bool((weight.abs() == 1).all()):
+            return f"layer {index}'s weights are not all +-1 (a full-precision or relaxed network)"
+    return ""
+
+
+def inputs_problem(x: torch.Tensor, input_shape: tuple[int, ...]) -> str:
+    """Why the packed engine cannot take input ``x`` ('' when it can): spikes (N, T, *input_shape)
+    whose entries are whole numbers from 0 to 255 (event counts)."""
+    if x.dim() != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
+        return f"expected spikes of shape (batch, time, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}"
+    if x.numel() and not bool(((x >= 0) & (x <= MAX_COUNT) & (x == x.round())).all()):
+        return f"the packed engine takes spikes or event counts (whole numbers 0..{MAX_COUNT}); these inputs are not"
+    return ""

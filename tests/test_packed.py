@@ -1,0 +1,198 @@
+"""The packed 1-bit engine gives the float network's spikes and readouts bit for bit; the packed
+file round-trips a run's predictions exactly; what cannot be packed is refused in one line."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from pyro import poutine
+
+from bisnn_pyro.cli import main
+from bisnn_pyro.errors import CompositionError
+from bisnn_pyro.experiment import ExperimentConfig, create_run
+from bisnn_pyro.models import BinaryPrior, ConvSpikingNet, LIFParameters, SpikingMLP
+from bisnn_pyro.packed import PackedFileError, PackedNetwork, export_packed, load_packed
+from bisnn_pyro.packed.network import weights_problem
+
+METHODS = ("events", "popcount")
+
+
+def _signs(net, draws, generator):
+    return [torch.randint(0, 2, (draws, *layer.weight.shape), generator=generator).float() * 2 - 1
+            for layer in net.layers]
+
+
+def _float_readouts(net, weights, x, loop="steps"):
+    """The float network without gradients (its drive filtered after the synapse), one time loop."""
+    net.time_loop = loop
+    with torch.no_grad():
+        return poutine.condition(net, data={f"layers.{i}.weight": w for i, w in enumerate(weights)})(x).readouts
+
+
+def _assert_packed_equals_float(net, x, draws, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    net = BinaryPrior().apply_(net)
+    weights = _signs(net, draws, generator)
+    expected = _float_readouts(net, weights, x)
+    assert torch.equal(_float_readouts(net, weights, x, "layers"), expected)  # the two loops agree
+    packed = PackedNetwork.from_network(net, weights)
+    for method in METHODS if packed.all_dense and x.max() <= 1 else ("auto", "events"):
+        out = packed.readouts(x, batch_size=7, method=method)
+        assert out.dtype == torch.float32 and out.shape == expected.shape
+        assert torch.equal(out, expected), method
+    return expected
+
+
+@pytest.mark.parametrize("draws", [1, 3])
+def test_dense_network_of_odd_sizes_matches_the_float_path(draws):
+    """Fan-ins of 13 and 65 fill no whole word; a threshold and biases; K = 1 (MAP) and K = 3."""
+    torch.manual_seed(0)
+    net = SpikingMLP(13, (65, 7), 3, neuron=LIFParameters(8.0, 4.0, 2.0, 0.05), bias=True)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.bias = torch.randn(layer.out_features) * 0.2
+    x = torch.bernoulli(torch.full((20, 30, 13), 0.3))
+    readouts = _assert_packed_equals_float(net, x, draws)
+    assert readouts.abs().sum() > 0
+
+
+def test_default_shape_network_matches_at_threshold_zero():
+    """256-256 from 20 inputs, threshold 0: drives of exactly zero are common ties, decided alike."""
+    net = SpikingMLP(20, (256, 256), 2)
+    x = torch.bernoulli(torch.full((30, 50, 20), 0.15))
+    _assert_packed_equals_float(net, x, 2)
+
+
+@pytest.mark.parametrize("pool, dense", [(1, ()), (2, ()), (2, (5,))])
+def test_conv_network_matches_the_float_path(pool, dense):
+    """9 x 9 frames: pooling by 2 drops the last row and column, as max_pool2d does."""
+    torch.manual_seed(1)
+    net = ConvSpikingNet((2, 9, 9), channels=(4, 6), num_classes=3, pool=pool, dense=dense)
+    x = torch.bernoulli(torch.full((6, 15, 2, 9, 9), 0.3))
+    _assert_packed_equals_float(net, x, 2)
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_all_zero_and_all_one_inputs(value):
+    net = SpikingMLP(70, (33,), 2)
+    x = torch.full((4, 12, 70), value)
+    _assert_packed_equals_float(net, x, 2)
+    conv = ConvSpikingNet((1, 5, 5), channels=(3,), num_classes=2, pool=1)
+    _assert_packed_equals_float(conv, torch.full((3, 8, 1, 5, 5), value), 2)
+
+
+def test_event_counts_above_one_match_the_float_path():
+    """Binned events may count more than one per step: the drive is still a whole number."""
+    generator = torch.Generator().manual_seed(3)
+    net = ConvSpikingNet((2, 6, 6), channels=(3,), num_classes=2, pool=2)
+    x = torch.randint(0, 4, (4, 10, 2, 6, 6), generator=generator).float()
+    _assert_packed_equals_float(net, x, 2)
+
+
+def test_what_cannot_be_packed_is_named():
+    net = BinaryPrior().apply_(SpikingMLP(5, (4,), 2))
+    good = [torch.ones(2, 4, 5)]
+    assert weights_problem(net, good) == ""
+    assert "not all +-1" in weights_problem(net, [torch.full((2, 4, 5), 0.5)])
+    assert "expected (K, *(4, 5))" in weights_problem(net, [torch.ones(2, 5, 4)])
+    assert "float32 on the CPU" in weights_problem(net, [torch.ones(2, 4, 5, dtype=torch.float64)])
+    packed = PackedNetwork.from_network(net, good)
+    with pytest.raises(ValueError, match="whole numbers 0..255"):
+        packed.readouts(torch.full((1, 3, 5), 0.5))
+    with pytest.raises(ValueError, match=r"shape \(batch, time, 5\)"):
+        packed.readouts(torch.zeros(1, 3, 6))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    config = ExperimentConfig(hidden=[40, 24], steps=25, burn_in=4, train_size=60, test_size=80, samples=4, epochs=2)
+    made = create_run(config, tmp_path_factory.mktemp("packed") / "run")
+    made.fit(progress=False)
+    return made
+
+
+@pytest.mark.parametrize("mode", ["map", "ensemble"])
+def test_engines_score_a_run_alike(run, mode):
+    scores = {engine: run.evaluate(mode, engine=engine) for engine in ("float", "packed", "auto")}
+    assert scores["float"] == scores["packed"] == scores["auto"]
+
+
+@pytest.mark.parametrize("mode", ["map", "ensemble"])
+def test_export_load_predict_reproduces_evaluate(run, tmp_path, mode):
+    from bisnn_pyro.analysis.metrics import summary
+
+    written = export_packed(run, tmp_path / "net", mode)
+    assert written.path == tmp_path / "net.npz" and written.draws == (4 if mode == "ensemble" else 1)
+    model = load_packed(written.path)
+    with np.load(written.path, allow_pickle=False) as archive:  # nothing in it needs unpickling
+        header = json.loads(str(archive["header"]))
+        bits = archive["layer1.plus_bits"]
+    assert header["mode"] == mode and bits.dtype == np.uint8 and bits.shape == (written.draws, 24, 5)  # 40 bits
+    probs = model.predict(run.test.x)
+    scores = run.evaluate(mode, engine="float")
+    assert {**summary(probs, run.test.y), "mode": mode, "samples": scores["samples"], "n": 80} == scores
+    weights = run.prediction_weights(mode, 4)
+    assert torch.equal(model.network.readouts(run.test.x), run.bsnn.readouts_with(weights, run.test.x, engine="float"))
+    assert written.weight_bytes == written.draws * (40 * 3 + 24 * 5)  # rows of ceil(fan-in / 8) bytes
+    assert written.float_weight_bytes == written.draws * 4 * (40 * 20 + 24 * 40)  # two-moons: 20 inputs
+
+
+def test_packed_engine_refuses_a_full_precision_run(tmp_path, capsys):
+    config = ExperimentConfig(hidden=[8], steps=10, burn_in=2, train_size=20, test_size=20, epochs=1, rule="fp")
+    fp = create_run(config, tmp_path / "fp")
+    fp.fit(progress=False)
+    fp.close()
+    assert fp.evaluate("map", engine="auto") == fp.evaluate("map", engine="float")  # auto falls back
+    with pytest.raises(CompositionError, match="not all \\+-1"):
+        fp.bsnn.readouts_with(fp.prediction_weights("map", 1), fp.test.x, engine="packed")
+    assert main(["evaluate", str(tmp_path / "fp"), "--mode", "map", "--engine", "packed"]) == 2
+    assert main(["export", str(tmp_path / "fp"), "--out", str(tmp_path / "fp.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("bisnn-pyro: error: ") and "+-1" in line for line in err)
+    assert not (tmp_path / "fp.npz").exists()
+
+
+def test_export_command(run, tmp_path, capsys):
+    assert main(["export", str(run.directory), "--samples", "3", "--out", str(tmp_path / "three.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "three.npz: 3 draw(s) of 1-bit weights" in out and "in float32" in out
+    assert load_packed(tmp_path / "three.npz").network.draws == 3
+    for argv in (["--samples", "0"], ["--mode", "map", "--samples", "2"], ["--format", "onnx"]):
+        with pytest.raises(SystemExit) if "--mode" in argv or "onnx" in argv else _no_exit():
+            code = main(["export", str(run.directory), *argv, "--out", str(tmp_path / "x.npz")])
+            assert code == 2
+    assert "bisnn-pyro: error:" in capsys.readouterr().err
+
+
+class _no_exit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_damaged_packed_files_are_refused_in_one_line(run, tmp_path):
+    good = export_packed(run, tmp_path / "good.npz").path
+    with pytest.raises(PackedFileError, match="no packed file"):
+        load_packed(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(PackedFileError, match="not a readable packed file"):
+        load_packed(tmp_path / "text.npz")
+    with np.load(good) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    broken = dict(arrays)
+    broken["layer0.plus_bits"] = arrays["layer0.plus_bits"][:, :3]
+    np.savez(tmp_path / "short.npz", **broken)
+    with pytest.raises(PackedFileError, match="damaged: array layer0.plus_bits is uint8"):
+        load_packed(tmp_path / "short.npz")
+    header = json.loads(str(arrays["header"]))
+    np.savez(tmp_path / "future.npz", **{**arrays, "header": np.array(json.dumps({**header, "version": 99}))})
+    with pytest.raises(PackedFileError, match="version 99"):
+        load_packed(tmp_path / "future.npz")
+    with zipfile.ZipFile(tmp_path / "other.npz", "w") as archive:
+        archive.writestr("header.npy", b"")
+    with pytest.raises(PackedFileError):
+        load_packed(tmp_path / "other.npz")
