@@ -24,10 +24,16 @@ from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_
 from .data.registry import SPECS
 from .errors import BisnnError, PeerFailed, one_line
 from .experiment import Run, create_run, open_run
+from .inference.bnn import ENGINES
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
 from .runtime import keep_freed_memory
 from .sizing import out_of_memory
+
+ENGINE_HELP = (
+    "float: PyTorch's float32 network; packed: the 1-bit engine (integer additions on the CPU, the same "
+    "readouts bit for bit); auto (default): packed where it applies"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,6 +105,50 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
+    evaluate.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
+
+    export = commands.add_parser(
+        "export", help="write a run's MAP network or K posterior draws as 1-bit packed weights", allow_abbrev=False
+    )
+    export.add_argument("run_dir")
+    export.add_argument("--format", choices=["packed"], default="packed",
+                        help="packed: one bit per synapse in a .npz file, read with bisnn_pyro.packed.load_packed")
+    choice = export.add_mutually_exclusive_group()
+    choice.add_argument("--mode", choices=["map"], default=None, help="the MAP network (the default)")
+    choice.add_argument("--samples", type=int, default=None, metavar="K",
+                        help="K posterior draws, the ones `evaluate --samples K` scores")
+    export.add_argument("--out", required=True, metavar="FILE", help="file to write (.npz)")
+    export.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
+
+    cost = commands.add_parser(
+        "cost",
+        help="spikes, synaptic operations, weight memory and energy per layer on the test set",
+        description="Per test sequence (mean over the test set; an ensemble's figures are per weight draw), per "
+        "layer and readout: spikes per neuron per step, synops (one accumulate per input spike per output it "
+        "reaches, event-driven), the multiply-accumulates of a full-precision SNN of the same shape in DECOLLE's "
+        "order (connections x steps) and of a non-spiking network (connections x --ann-passes), and the weight "
+        "bits.  Energy (pJ; Horowitz, ISSCC 2014, 45 nm): binary SNN = synops x (int32 add + one weight bit read) "
+        "+ LIF updates (4 float32 multiplies + 4 adds per neuron per step); float32 SNN = synops x (float32 add + "
+        "32 bit reads) + the same updates; full-precision SNN and non-spiking network = MACs x (float32 multiply "
+        "+ add + 32 bit reads), plus the updates, or one add per neuron and pass.  A bit read costs a 64-bit read "
+        "/ 64 of the smallest memory (8 KB, 32 KB, 1 MB SRAM, else DRAM) that holds the network's weights.  "
+        "Totals count the last readout only (the one prediction reads) unless --all-readouts.  See docs/cost.md.",
+        allow_abbrev=False,
+    )
+    cost.add_argument("run_dir")
+    cost.add_argument("--mode", choices=("map", "ensemble"), default="map",
+                      help="the MAP weights or K posterior draws (default: map)")
+    cost.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
+    cost.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
+                      help="replace one energy constant (pJ), e.g. int_add=0.03; repeatable (names: int_add, "
+                           "float_add, float_mult, sram_8kb_read_64b, sram_32kb_read_64b, sram_1mb_read_64b, "
+                           "dram_read_64b)")
+    cost.add_argument("--ann-passes", type=int, default=1, metavar="N",
+                      help="forward passes of the non-spiking network per sequence (default: 1)")
+    cost.add_argument("--all-readouts", action="store_true",
+                      help="count every layer's readout in the totals (DECOLLE's training readouts too)")
+    cost.add_argument("--json", action="store_true", help="print one JSON object")
+    cost.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
     commands.add_parser("datasets", help="list the data sets, their sources and shapes").add_argument(
         "--data-dir", default=None, help="where recorded data sets are looked for"
@@ -129,6 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--grid", type=int, default=40, help="points per side of the two-moons uncertainty grid")
     report.add_argument("--quiet", action="store_true", help="no progress bar")
     report.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: each run's)")
+    report.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     return parser
 
 
@@ -271,8 +322,35 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     run = open_run(args.run_dir, args.device)
-    scores = run.evaluate(args.mode, args.samples)
+    scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .packed import export_packed
+
+    if args.samples is not None and args.samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
+    if not args.out.strip():
+        raise ConfigError("--out needs the name of a file, got ''")
+    run = open_run(args.run_dir, args.device)
+    mode = "map" if args.samples is None else "ensemble"
+    written = export_packed(run, args.out, mode, args.samples)
+    print(f"{written.path}: {written.describe()}")
+
+
+def _cost(args: argparse.Namespace) -> None:
+    from .analysis.cost import cost_table, parse_energy, run_cost
+
+    energies = parse_energy(args.energy)
+    if args.ann_passes < 1:
+        raise ConfigError(f"--ann-passes must be >= 1, got {args.ann_passes}")
+    if args.samples is not None and args.samples < 1:
+        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
+    run = open_run(args.run_dir, args.device)
+    cost = run_cost(run, args.mode, args.samples, energies=energies, ann_passes=args.ann_passes,
+                    all_readouts=args.all_readouts)
+    print(json.dumps(cost) if args.json else cost_table(cost))
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -287,6 +365,7 @@ def _report(args: argparse.Namespace) -> None:
         args.out,
         samples=args.samples,
         resolution=args.grid,
+        engine=args.engine,
         progress=False if args.quiet else None,
         device=args.device,
     )
@@ -367,7 +446,10 @@ def _run(args: argparse.Namespace, extra: list[str]) -> None:
     if args.command == "train":
         _train(args, extra)
     else:
-        commands = {"evaluate": _evaluate, "report": _report, "datasets": _datasets, "parts": _parts, "study": _study}
+        commands = {
+            "evaluate": _evaluate, "export": _export, "cost": _cost, "report": _report, "datasets": _datasets,
+            "parts": _parts, "study": _study,
+        }
         commands[args.command](args)
 
 
