@@ -1,4 +1,4 @@
-"""The ``bisnn-pyro`` command: train, evaluate, report, datasets."""
+"""The ``bisnn-pyro`` command: train, evaluate, export, cost, report, study, parts, datasets."""
 
 from __future__ import annotations
 
@@ -136,9 +136,10 @@ def _parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     cost.add_argument("run_dir")
-    cost.add_argument("--mode", choices=("map", "ensemble"), default="map",
-                      help="the MAP weights or K posterior draws (default: map)")
-    cost.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
+    cost.add_argument("--mode", choices=("map", "ensemble"), default=None,
+                      help="the MAP weights or K posterior draws (default: map, or ensemble with --samples)")
+    cost.add_argument("--samples", type=int, default=None,
+                      help="ensemble size K (default: the run's); given alone, it means --mode ensemble")
     cost.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
                       help="replace one energy constant (pJ), e.g. int_add=0.03; repeatable (names: int_add, "
                            "float_add, float_mult, sram_8kb_read_64b, sram_32kb_read_64b, sram_1mb_read_64b, "
@@ -347,8 +348,11 @@ def _cost(args: argparse.Namespace) -> None:
         raise ConfigError(f"--ann-passes must be >= 1, got {args.ann_passes}")
     if args.samples is not None and args.samples < 1:
         raise ConfigError(f"--samples must be >= 1, got {args.samples}")
+    mode = args.mode or ("ensemble" if args.samples is not None else "map")
+    if mode == "map" and args.samples is not None:
+        raise ConfigError("--samples K counts an ensemble of K draws; --mode map has one network")
     run = open_run(args.run_dir, args.device)
-    cost = run_cost(run, args.mode, args.samples, energies=energies, ann_passes=args.ann_passes,
+    cost = run_cost(run, mode, args.samples, energies=energies, ann_passes=args.ann_passes,
                     all_readouts=args.all_readouts)
     print(json.dumps(cost) if args.json else cost_table(cost))
 

@@ -196,3 +196,58 @@ def test_damaged_packed_files_are_refused_in_one_line(run, tmp_path):
         archive.writestr("header.npy", b"")
     with pytest.raises(PackedFileError):
         load_packed(tmp_path / "other.npz")
+
+
+def test_a_subclass_or_a_layer_of_ones_own_runs_on_the_float_path():
+    """The packed engine would not see what a subclass changes: auto leaves it to the float network,
+    and a layer without drive() runs its synapse without gradients too."""
+    from bisnn_pyro.models.layers import BinaryLinear
+    from bisnn_pyro.packed.network import network_problem
+
+    class Doubled(SpikingMLP):
+        def _readout(self, index, outputs):
+            return 2 * super()._readout(index, outputs)
+
+    class Gain(BinaryLinear):
+        def synapse(self, weight, bias=None):
+            return lambda inputs: 2 * super(Gain, self).synapse(weight, bias)(inputs)
+
+    assert "not Doubled" in network_problem(Doubled(5, (4,), 2))
+    net = SpikingMLP(5, (4,), 2)
+    net.layers[0] = Gain(5, 4)
+    assert "Gain" in network_problem(net)
+    x = torch.bernoulli(torch.full((3, 6, 5), 0.5))
+    with torch.no_grad():
+        without = net(x).readouts
+    torch.testing.assert_close(net(x).readouts.detach(), without)  # the gain counts with and without gradients
+
+
+def test_packing_leaves_the_global_generator_alone():
+    net = BinaryPrior().apply_(SpikingMLP(5, (4,), 2))  # its weights are sample sites
+    state = torch.get_rng_state()
+    PackedNetwork.from_network(net, [torch.ones(1, 4, 5)])
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_inconsistent_or_plugin_naming_packed_files_are_refused(run, tmp_path):
+    good = export_packed(run, tmp_path / "good.npz").path
+    with np.load(good) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    header = json.loads(str(arrays["header"]))
+
+    def tampered(name, **changes):
+        np.savez(tmp_path / name, **{**arrays, "header": np.array(json.dumps({**header, **changes}))})
+        return tmp_path / name
+
+    with pytest.raises(PackedFileError, match="readout is"):
+        load_packed(tampered("classes.npz", num_classes=5))
+    layers = [dict(header["layers"][0]), {**header["layers"][1], "weight_shape": [30, 24]}]
+    with pytest.raises(PackedFileError, match="damaged"):
+        load_packed(tampered("chain.npz", layers=layers))
+    with pytest.raises(PackedFileError, match="time constants"):
+        load_packed(tampered("tau.npz", neuron={**header["neuron"], "tau_mem": 0.0}))
+    plugin = {**header["config"], "plugins": ["a_module_that_must_not_be_imported"]}
+    assert load_packed(tampered("plugin.npz", config=plugin)).predict(run.test.x[:2]).shape == (2, 2)
+    likelihood = {**header["config"], "likelihood": {"name": "a-plugin-likelihood"}}
+    with pytest.raises(PackedFileError, match="plugins"):
+        load_packed(tampered("likelihood.npz", config=likelihood))

@@ -175,12 +175,9 @@ class SpikeTotals:
 
 
 def _weight_shape(layer: torch.nn.Module) -> tuple[int, ...]:
-    if isinstance(layer, BinaryConv2d):
-        k = layer.kernel_size
-        return (layer.out_channels, layer.in_channels, k, k)
-    if isinstance(layer, BinaryLinear):
-        return (layer.out_features, layer.in_features)
-    raise TypeError(f"cost counts BinaryLinear and BinaryConv2d layers, got {type(layer).__name__}")
+    if not isinstance(layer, (BinaryLinear, BinaryConv2d)):
+        raise TypeError(f"cost counts BinaryLinear and BinaryConv2d layers, got {type(layer).__name__}")
+    return layer.weight_shape
 
 
 def _stacked(net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -220,7 +217,12 @@ def count_spikes(
     The loop is the network's own step loop without gradients (``lif_drive_step_`` on each
     layer's drive ``layer.drive(weight)``, then ``max_pool``), so its spikes are the network's
     (``outputs`` equals the sum of its ``spike_counts``) and it keeps the pooled spikes the
-    network does not report."""
+    network does not report.  It counts exactly ``SpikingMLP`` and ``ConvSpikingNet``: a subclass may
+    compute something this loop does not."""
+    from ..models.snn import ConvSpikingNet, SpikingMLP
+
+    if type(net) not in (SpikingMLP, ConvSpikingNet):
+        raise TypeError(f"cost counts a SpikingMLP or ConvSpikingNet, not {type(net).__name__}")
     stacked = _stacked(net, weights)
     draws, device, dtype = stacked[0].shape[0], stacked[0].device, stacked[0].dtype
     first = (math.prod(net.input_shape),) if net.flatten_input else tuple(net.input_shape)

@@ -60,6 +60,12 @@ class BinaryConv2d(LocalPyroModule):
         self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = PyroParam(torch.zeros(out_channels)) if bias else None
 
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        """(out, in, k, k): the weight's shape, read without drawing it (under a prior, ``weight`` is a
+        sample site)."""
+        return (self.out_channels, self.in_channels, self.kernel_size, self.kernel_size)
+
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """The map p -> W * p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""
         scaled = weight * self.scale

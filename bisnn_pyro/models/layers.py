@@ -43,6 +43,11 @@ class BinaryLinear(LocalPyroModule):
         self.weight = torch.nn.Parameter(torch.randn(out_features, in_features))
         self.bias = PyroParam(torch.zeros(out_features)) if bias else None
 
+    @property
+    def weight_shape(self) -> tuple[int, int]:
+        """(out, in): the weight's shape, read without drawing it (under a prior, ``weight`` is a sample site)."""
+        return (self.out_features, self.in_features)
+
     def synapse(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
         """The map p -> W p / sqrt(fan_in) for a fixed draw of the weight (scaled once, not per step)."""
         scaled = weight * self.scale

@@ -14,6 +14,11 @@ one synaptic map over all steps, and ``subtract_refractory_`` (the only sequenti
 element-wise part).  Both forms compute decay * trace + inflow as one fused operation, so they
 round alike; the two loops through time run as compiled CPU kernels where they can
 (``recurrences``), bit for bit the same.
+
+Without gradients the filters act after the synapse instead (``lif_drive_step_``): P and Q trace
+the drive W s_in, and U = scale P (+ bias) - R.  By linearity the same membrane; for +-1 weights and
+0/1 spikes the drive is a whole number, so the packed engine (``bisnn_pyro.packed``) reproduces it
+bit for bit.  Training keeps the input traces, which DECOLLE's local gradient needs.
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ class DecolleNetwork(LocalPyroModule):
     T > 1, and ``"steps"`` otherwise (without gradients the step loop updates small buffers in place).
 
     Without gradients (prediction) either loop filters each layer's synaptic drive $W s$ rather than
-    its input spikes (``lif_drive_step_``): the same model by linearity, whose drives are whole
+    its input spikes (``lif_drive_step_``; for layers of exactly ``BinaryLinear`` and
+    ``BinaryConv2d``: a layer of one's own runs its ``synapse`` as with gradients): the same model
+    by linearity, whose drives are whole
     numbers for ±1 weights and 0/1 spikes, so that the packed 1-bit engine reproduces its spikes
     and readouts exactly.  With gradients the traces filter the inputs, as DECOLLE's local gradient
     needs them.  The state returned holds the input traces either way, so a state from a run without
@@ -131,7 +133,7 @@ class DecolleNetwork(LocalPyroModule):
             loop = "layers" if whole_layers else "steps"
         states = list(state) if state is not None else [None] * len(self.layers)
         merged = self._merged_input_dims(x)
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() and all(type(layer) in (BinaryLinear, BinaryConv2d) for layer in self.layers):
             drives = [_drive(layer, weight, dims, len(shape))
                       for layer, weight, dims, shape in zip(self.layers, weights, merged, self.output_shapes)]
             return (self._run_layers_on_drive if loop == "layers" else self._run_steps_on_drive)(x, drives, states)
@@ -258,13 +260,7 @@ class DecolleNetwork(LocalPyroModule):
 
 def _drive(layer, weight: torch.Tensor, merged_dims: int, out_features: int) -> tuple:
     """(the map s -> W s of ``layer``, its scale, its bias shaped to broadcast over the output's
-    trailing dimensions) for the run without gradients; a one-line error for a layer without
-    ``drive(weight)``."""
-    if not hasattr(layer, "drive"):
-        raise TypeError(
-            f"{type(layer).__name__} has no drive(weight) (the synapse before its scale and bias), which the "
-            "network runs without gradients"
-        )
+    trailing dimensions) for the run without gradients."""
     drive = layer.drive(weight)
     bias = layer.bias
     if bias is not None:

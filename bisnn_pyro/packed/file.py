@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import BisnnError, ConfigError
+from ..errors import BisnnError, ConfigError, one_line
 from ..models.neurons import LIFParameters
 from .network import PackedLayer, PackedNetwork
 
@@ -32,9 +32,12 @@ class PackedFileError(BisnnError, ValueError):
     """A packed file is missing, unreadable, damaged or not one this version reads."""
 
 
-@dataclass
+@dataclass(repr=False)
 class PackedModel:
     """A packed network with the likelihood that turns its readouts into class probabilities."""
+
+    def __repr__(self) -> str:
+        return f"PackedModel({self.mode}, {self.network!r}, {type(self.likelihood).__name__})"
 
     network: PackedNetwork
     likelihood: Any
@@ -63,8 +66,14 @@ def weight_bytes(network: PackedNetwork) -> tuple[int, int]:
 def save_packed(model: PackedModel, path: str | Path) -> Path:
     """Write ``model`` to ``path`` (a ``.npz`` file; the suffix is added if missing), atomically."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a file to write")
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a file to write")
+    if not path.parent.is_dir():
+        raise ConfigError(f"no folder {path.parent} to write {path.name} in")
     network = model.network
     arrays: dict[str, np.ndarray] = {}
     layers = []
@@ -111,21 +120,27 @@ def load_packed(path: str | Path) -> PackedModel:
             arrays = {name: archive[name] for name in archive.files}
         header = json.loads(str(arrays.pop("header")))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as error:
-        raise PackedFileError(f"{path} is not a readable packed file ({type(error).__name__})") from None
+        reason = f"{type(error).__name__}: {one_line(error)}"
+        raise PackedFileError(f"{path} is not a readable packed file ({reason})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise PackedFileError(f"{path} is not a bisnn-pyro packed file")
     if header.get("version") != VERSION:
         raise PackedFileError(f"{path} is packed format version {header.get('version')}; this version reads {VERSION}")
     try:
         network = _network(header, arrays)
+        _check_chain(network)
+        if header.get("mode") not in ("map", "ensemble"):
+            raise ValueError(f"its mode {header.get('mode')!r} is neither 'map' nor 'ensemble'")
         likelihood = _likelihood(header)
-    except (KeyError, TypeError, ValueError) as error:
-        raise PackedFileError(f"{path} is damaged: {error}") from None
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as error:
+        raise PackedFileError(f"{path} is damaged: {one_line(error).strip(chr(39))}") from None
     return PackedModel(network, likelihood, header)
 
 
 def _network(header: dict, arrays: dict[str, np.ndarray]) -> PackedNetwork:
     draws = int(header["draws"])
+    if not header["layers"]:
+        raise ValueError("it has no layers")
     layers = []
     for index, spec in enumerate(header["layers"]):
         shape = [int(size) for size in spec["weight_shape"]]  # dense (in, out); conv (in, k, k, out)
@@ -148,7 +163,7 @@ def _network(header: dict, arrays: dict[str, np.ndarray]) -> PackedNetwork:
 
 def _array(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if name not in arrays:
-        raise KeyError(f"array {name} is missing")
+        raise ValueError(f"array {name} is missing")
     array = arrays[name]
     if array.dtype != dtype or array.shape != shape:
         raise ValueError(f"array {name} is {array.dtype} {array.shape}; expected {np.dtype(dtype)} {shape}")
@@ -156,11 +171,48 @@ def _array(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dty
 
 
 def _likelihood(header: dict):
+    """The run's likelihood, built from the header's configuration without importing anything it
+    names: a likelihood of a plugin is refused (loading a file runs no code from it)."""
     from ..config.run import ExperimentConfig
+    from ..errors import ConfigError
     from ..inference.rules import build
 
-    config = ExperimentConfig.from_dict(header["config"], saved=True)
-    return build(config.parts, "likelihood", num_data=1, burn_in=config.burn_in)
+    settings = {key: value for key, value in dict(header["config"]).items() if key != "plugins"}
+    try:
+        config = ExperimentConfig.from_dict(settings, saved=True)
+        return build(config.parts, "likelihood", num_data=1, burn_in=config.burn_in)
+    except ConfigError as error:
+        raise ValueError(f"its likelihood cannot be built without the run's plugins ({error})") from None
+
+
+def _check_chain(network: PackedNetwork) -> None:
+    """ValueError where the layers do not fit together: each layer's fan-in is what the one before
+    gives (after pooling), each readout reads its layer's features, the constants are usable."""
+    if network.draws < 1:
+        raise ValueError("it holds no weight draws")
+    if min(network.neuron[:3]) <= 0 or not all(math.isfinite(v) for v in network.neuron):
+        raise ValueError(f"its neuron constants {tuple(network.neuron)} are not positive time constants")
+    shape = network.input_shape
+    for index, layer in enumerate(network.layers):
+        if layer.weights.shape[0] != network.draws:
+            raise ValueError(f"layer {index} holds {layer.weights.shape[0]} draws, the others {network.draws}")
+        if layer.kind == "conv":
+            kernel = layer.weights.shape[2:4]
+            if len(shape) != 3 or layer.weights.shape[1] != shape[0] or kernel[0] != kernel[1] or kernel[0] % 2 == 0:
+                raise ValueError(f"layer {index} convolves {layer.weights.shape[1]} channels; it receives {shape}")
+            out = (layer.weights.shape[-1], shape[1] // layer.pool, shape[2] // layer.pool)
+        else:
+            if layer.fan_in != math.prod(shape):
+                raise ValueError(f"layer {index} reads {layer.fan_in} inputs; it receives {math.prod(shape)}")
+            out = (layer.weights.shape[-1],)
+        if layer.pool < 1 or (layer.kind == "dense" and layer.pool != 1) or min(out) < 1:
+            raise ValueError(f"layer {index} pools by {layer.pool}")
+        if layer.readout.shape != (network.num_classes, math.prod(out)):
+            raise ValueError(f"layer {index}'s readout is {layer.readout.shape}; its layer gives {math.prod(out)} "
+                             f"features to {network.num_classes} classes")
+        if not (math.isfinite(layer.scale) and math.isfinite(layer.readout_scale)):
+            raise ValueError(f"layer {index}'s scales are not finite")
+        shape = out
 
 
 @dataclass

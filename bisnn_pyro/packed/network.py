@@ -23,6 +23,7 @@ from ..models.neurons import LIFParameters
 
 METHODS = ("auto", "events", "popcount")
 MAX_COUNT = 255  # inputs are held as uint8 counts
+SPIKE_BYTES = 64 * 2**20  # the event path's spikes of one layer over a chunk of sequences, at most
 
 
 @dataclass
@@ -66,9 +67,13 @@ class PackedLayer:
         return np.packbits(plus, axis=-1, bitorder="little").view(np.uint64).reshape(-1)
 
 
-@dataclass
+@dataclass(repr=False)
 class PackedNetwork:
     """A ``DecolleNetwork`` with K draws of +-1 weights, for the packed engine."""
+
+    def __repr__(self) -> str:
+        layers = ", ".join(f"{layer.kind} {layer.fan_in}->{layer.weights.shape[-1]}" for layer in self.layers)
+        return f"PackedNetwork(input {self.input_shape}, {self.draws} draw(s), {layers}, {self.num_classes} classes)"
 
     input_shape: tuple[int, ...]
     neuron: LIFParameters
@@ -89,7 +94,7 @@ class PackedNetwork:
             raise ValueError(reason)
         layers = []
         for index, (layer, weight) in enumerate(zip(net.layers, weights)):
-            signs = weight.detach().cpu().reshape(-1, *layer.weight.shape).to(torch.int8)
+            signs = weight.detach().cpu().reshape(-1, *layer.weight_shape).to(torch.int8)
             kind = "conv" if isinstance(layer, BinaryConv2d) else "dense"
             if kind == "conv":
                 signs = signs.permute(0, 2, 3, 4, 1)  # (K, in, k, k, out)
@@ -123,7 +128,12 @@ class PackedNetwork:
         binary = bool(counts.max(initial=0) <= 1)
         if method == "popcount" and not (self.all_dense and binary):
             raise ValueError("bit counts run networks of dense layers on 0/1 spikes; use method='events'")
-        run = self._by_bit_counts if method != "events" and self.all_dense and binary else self._by_events
+        by_bits = method != "events" and self.all_dense and binary
+        layout = self._bits() if by_bits else None
+        run = (lambda chunk: self._by_bit_counts(chunk, layout)) if by_bits else self._by_events
+        if not by_bits:  # it holds every step's spikes of a layer: keep that near SPIKE_BYTES
+            widest = max(layer.weights.shape[-1] * _spatial(layer, self.input_shape) for layer in self.layers)
+            batch_size = max(1, min(batch_size, SPIKE_BYTES // max(1, self.draws * x.shape[1] * widest)))
         chunks = [run(counts[i : i + batch_size]) for i in range(0, len(counts), batch_size)]
         if not chunks:
             return torch.zeros((self.draws, 0, len(self.layers), x.shape[1], self.num_classes))
@@ -133,14 +143,12 @@ class PackedNetwork:
         """(a, b, c, threshold) as float32, as the float network rounds them."""
         return (*(np.float32(decay) for decay in self.neuron.decays()), np.float32(self.neuron.threshold))
 
-    def _by_bit_counts(self, counts: np.ndarray) -> np.ndarray:
+    def _by_bit_counts(self, counts: np.ndarray, layout: tuple) -> np.ndarray:
         from . import kernels
 
-        if not hasattr(self, "_bit_layout"):
-            self._bit_layout = self._bits()
         out = np.empty((self.draws, counts.shape[0], len(self.layers), counts.shape[1], self.num_classes), np.float32)
         kernels.dense_network_popcount(
-            counts.reshape(*counts.shape[:2], -1), *self._bit_layout[:4], *self._constants(), *self._bit_layout[4:], out
+            counts.reshape(*counts.shape[:2], -1), *layout[:4], *self._constants(), *layout[4:], out
         )
         return out
 
@@ -187,6 +195,12 @@ class PackedNetwork:
         return out
 
 
+def _spatial(layer: PackedLayer, input_shape: tuple[int, ...]) -> int:
+    """Positions per output channel, at most: H x W of the network's input for a convolution (a
+    later one, after pooling, has fewer), 1 for dense."""
+    return math.prod(input_shape[-2:]) if layer.kind == "conv" else 1
+
+
 def _max_pool(spikes: np.ndarray, size: int) -> np.ndarray:
     """2-D max pooling of (..., C, H, W) spikes over size x size windows, the rows and columns
     that do not fill a window dropped (as ``torch.nn.functional.max_pool2d``)."""
@@ -199,12 +213,13 @@ def _max_pool(spikes: np.ndarray, size: int) -> np.ndarray:
 
 def network_problem(net: torch.nn.Module) -> str:
     """Why the packed engine cannot run ``net`` ('' when it can)."""
-    from ..models.snn import DecolleNetwork
+    from ..models.snn import ConvSpikingNet, SpikingMLP
 
-    if not isinstance(net, DecolleNetwork):
-        return f"the packed engine runs a DecolleNetwork (SpikingMLP, ConvSpikingNet), not {type(net).__name__}"
+    # exactly these classes: a subclass may change what the network computes, which this engine would not see
+    if type(net) not in (SpikingMLP, ConvSpikingNet):
+        return f"the packed engine runs a SpikingMLP or ConvSpikingNet, not {type(net).__name__}"
     for index, layer in enumerate(net.layers):
-        if not isinstance(layer, (BinaryLinear, BinaryConv2d)):
+        if type(layer) not in (BinaryLinear, BinaryConv2d):
             return f"layer {index} is a {type(layer).__name__}, not a BinaryLinear or BinaryConv2d"
     if any(getattr(net, f"readout_{i}").dtype != torch.float32 for i in range(len(net.layers))):
         return "the packed engine reproduces float32 networks; this one is not float32"
@@ -221,7 +236,7 @@ def weights_problem(net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> st
     that is not +-1."""
     if len(weights) != len(net.layers):
         return f"expected {len(net.layers)} weight tensors, one per layer, got {len(weights)}"
-    shapes = [tuple(layer.weight.shape) for layer in net.layers]
+    shapes = [layer.weight_shape for layer in net.layers]
     draws = {math.prod(weight.shape[: weight.dim() - len(shape)]) for weight, shape in zip(weights, shapes)}
     for index, (shape, weight) in enumerate(zip(shapes, weights)):
         if weight.dim() <= len(shape) or tuple(weight.shape[-len(shape) :]) != shape or len(draws) != 1:
@@ -235,7 +250,7 @@ def weights_problem(net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> st
                 "the packed engine takes float32 on the CPU"
             )
         if not bool((weight.abs() == 1).all()):
-            return f"layer {index}'s weights are not all +-1 (a full-precision or relaxed network)"
+            return f"layer {index}'s weights are not all +-1 (full-precision weights, relaxed draws or mean weights)"
     return ""
 
 
@@ -244,6 +259,10 @@ def inputs_problem(x: torch.Tensor, input_shape: tuple[int, ...]) -> str:
     whose entries are whole numbers from 0 to 255 (event counts)."""
     if x.dim() != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
         return f"expected spikes of shape (batch, time, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}"
+    if x.dtype != torch.float32:
+        return f"the inputs are {x.dtype}; the network takes float32 spikes"
+    if x.shape[1] == 0:
+        return "the inputs have no time steps"
     if x.numel() and not bool(((x >= 0) & (x <= MAX_COUNT) & (x == x.round())).all()):
         return f"the packed engine takes spikes or event counts (whole numbers 0..{MAX_COUNT}); these inputs are not"
     return ""
