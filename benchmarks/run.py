@@ -7,7 +7,12 @@ sequence epochs the process keeps freed memory for reuse (``bisnn_pyro.runtime.k
 as the ``bisnn-pyro`` command does); the row below the sequence epoch is the time before.
 ``--quick`` trims the repeats and skips the slow sections (time to 0.97 accuracy, the torch.compile
 check); ``--json`` writes the numbers, including the keys epoch_s_sequence, epoch_s_online,
-pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction.
+pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction (the float path), and the
+packed 1-bit engine's packed_ensemble10_s, packed_over_float_ensemble, packed_over_dense_matmul,
+packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density and packed_sweep (one
+dense layer by width and input spike density: where the engine wins and where not).  The packed
+section's times are medians over all repeats, each with its spread as KEY_min and KEY_max (for a
+ratio: the least and greatest ratio within one round of the alternated variants).
 """
 
 from __future__ import annotations
@@ -22,16 +27,21 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 
 import pyro
 import torch
+from pyro import poutine
 from torch.distributions import Categorical
 
+from bisnn_pyro.adapters.pyro_internals import local_params
 from bisnn_pyro.experiment import ExperimentConfig, build, load_data
 from bisnn_pyro.inference.predict import point_weights
 from bisnn_pyro.inference.training import Trainer
 from bisnn_pyro.models import recurrences
 from bisnn_pyro.models.neurons import LIFParameters, input_traces, subtract_refractory_
+from bisnn_pyro.models.snn import SpikingMLP
+from bisnn_pyro.packed.network import PackedNetwork
 from bisnn_pyro.runtime import keep_freed_memory
 
 
@@ -189,7 +199,9 @@ def pyro_cost(args, device) -> dict[str, float]:
 
 def ensemble_times(args, device) -> dict[str, float]:
     """K = 10 ensemble over the 1,000 test points vs one MAP pass vs ten single-draw passes, and
-    the synaptic matmuls of the ensemble alone (same shapes, same chunks) for the matmul fraction."""
+    the synaptic matmuls of the ensemble alone (same shapes, same chunks) for the matmul fraction;
+    all through the float path (``engine="float"``: ``"auto"`` now takes the packed engine, which
+    ``packed_times`` measures)."""
     _, train, test, bsnn, trainer = setup(args.device)
     trainer.run_epoch()
     bsnn.eval()
@@ -198,10 +210,10 @@ def ensemble_times(args, device) -> dict[str, float]:
     map_weights = {k: v.unsqueeze(0) for k, v in point_weights(bsnn.guide, "map").items()}
     singles = [{k: v[i : i + 1] for k, v in draws.items()} for i in range(10)]
     repeats = 2 if args.quick else 3
-    bsnn.readouts_with(draws, x)
-    ensemble = median_time(lambda: bsnn.readouts_with(draws, x), repeats, device)
-    single = median_time(lambda: bsnn.readouts_with(map_weights, x), repeats, device)
-    ten_singles = median_time(lambda: [bsnn.readouts_with(w, x) for w in singles], repeats, device)
+    bsnn.readouts_with(draws, x, engine="float")
+    ensemble = median_time(lambda: bsnn.readouts_with(draws, x, engine="float"), repeats, device)
+    single = median_time(lambda: bsnn.readouts_with(map_weights, x, engine="float"), repeats, device)
+    ten_singles = median_time(lambda: [bsnn.readouts_with(w, x, engine="float") for w in singles], repeats, device)
 
     chunk, steps = 500, x.shape[1]
     matrices = [
@@ -226,6 +238,212 @@ def ensemble_times(args, device) -> dict[str, float]:
         "matmul_gflops": flops / matmuls / 1e9,
         "matmul_fraction": matmuls / ensemble,
     }
+
+
+def alternating_times(
+    variants: dict[str, Callable[[], object]], repeats: int, device: torch.device, warm: tuple[str, ...] = ()
+) -> dict[str, list[float]]:
+    """Each variant once untimed (those named in ``warm`` have already run at these shapes), then
+    ``repeats`` rounds that run every variant in turn: the times per variant, round by round, so
+    that the variants share each round's state of the machine."""
+    for name, fn in variants.items():
+        if name not in warm:
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            times[name].append(timed(fn, device))
+    return times
+
+
+def spread_keys(name: str, times: list[float]) -> dict[str, float]:
+    """A timed quantity's median over all its repeats as ``name``, its spread as ``name_min`` and ``name_max``."""
+    return {name: statistics.median(times), f"{name}_min": min(times), f"{name}_max": max(times)}
+
+
+def ratio_keys(name: str, numerator: list[float], denominator: list[float]) -> dict[str, float]:
+    """The ratio of two alternated quantities' medians as ``name``, the least and greatest ratio
+    within one round as ``name_min`` and ``name_max``."""
+    rounds = [n / d for n, d in zip(numerator, denominator)]
+    return {
+        name: statistics.median(numerator) / statistics.median(denominator),
+        f"{name}_min": min(rounds),
+        f"{name}_max": max(rounds),
+    }
+
+
+@contextmanager
+def numba_threads_as_torch():
+    """numba's kernels (the packed engine) on as many threads as PyTorch's (``--threads``), so that
+    both engines get the same cores; numba's count as it was after."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
+@torch.no_grad()
+def spike_densities(net: torch.nn.Module, weights: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 500):
+    """Spikes per neuron per step of each layer of ``net`` with ``weights`` on ``x``, the mean over
+    the draws and points: the float path as ``readouts_with`` runs it (chunks of 500 points), so
+    that this pass also warms it up."""
+    layers = len(net.layers)
+    counts = torch.zeros(layers, dtype=torch.float64)
+    for start in range(0, x.shape[0], chunk):
+        with local_params():
+            out = poutine.condition(net, data=weights)(x[start : start + chunk])
+        per_draw = out.spike_counts.reshape(-1, layers)
+        counts += per_draw.sum(0).double()
+    neurons = [math.prod(shape) for shape in net.output_shapes]
+    passes = per_draw.shape[0] * x.shape[0] * x.shape[1]
+    return [count / (passes * size) for count, size in zip(counts.tolist(), neurons)]
+
+
+def dense_products(bsnn, draws: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 500) -> Callable[[], None]:
+    """The dense float32 products the float path makes, alone at its shapes: per chunk of ``chunk``
+    points and per step, each layer's drive (K, chunk, in) @ (K, in, out)^T and its readout
+    (K, chunk, out) @ (out, classes)^T (random inputs: the time of a product does not depend on them)."""
+    net, draws_count = bsnn.net, next(iter(draws.values())).shape[0]
+    matrices = [
+        draws[f"layers.{i}.weight"].reshape(draws_count, *layer.weight_prior.shape).transpose(-1, -2)
+        for i, layer in enumerate(net.layers)
+    ]
+    readouts = [getattr(net, f"readout_{i}").t() for i in range(len(net.layers))]
+    inputs = [torch.rand(draws_count, chunk, w.shape[-2]) for w in matrices]
+    spikes = [torch.rand(draws_count, chunk, w.shape[-1]) for w in matrices]
+
+    def products():
+        for _ in range(0, x.shape[0], chunk):
+            for _ in range(x.shape[1]):
+                for p, w, s, r in zip(inputs, matrices, spikes, readouts):
+                    torch.matmul(p, w), torch.matmul(s, r)
+
+    return products
+
+
+def packed_times(args, device) -> dict[str, object]:
+    """The packed 1-bit engine against the float path on the ensemble section's network and data
+    (one training epoch, the same K = 10 draws over the 1,000 test points, and the MAP network),
+    alternating with the float path's dense products alone at its shapes; the packed weights'
+    bytes against float32, and the spike densities that decide the engine's work.  On the CPU
+    whatever ``--device`` (the packed engine runs there), numba on PyTorch's thread count.  The
+    packed timings include packing the weights, as each ``readouts_with(..., engine="packed")`` does."""
+    from bisnn_pyro.packed.file import weight_bytes
+
+    _, _, test, bsnn, trainer = setup("cpu")
+    trainer.run_epoch()
+    bsnn.eval()
+    cpu, x = torch.device("cpu"), test.x.cpu()
+    draws = bsnn.draw_weights(x, 10)
+    map_weights = {k: v.unsqueeze(0) for k, v in point_weights(bsnn.guide, "map").items()}
+    network, reason = bsnn.packed_network(draws, x)
+    if network is None:
+        return {"packed_unavailable": reason}
+    packed_bytes, float_bytes = weight_bytes(network)
+    densities = spike_densities(bsnn.net, draws, x)  # a pass of the float path: its warm-up
+    variants = {
+        "float_ensemble10_s": lambda: bsnn.readouts_with(draws, x, engine="float"),
+        "packed_ensemble10_s": lambda: bsnn.readouts_with(draws, x, engine="packed"),
+        "dense_matmul_s": dense_products(bsnn, draws, x),
+        "float_map_s": lambda: bsnn.readouts_with(map_weights, x, engine="float"),
+        "packed_map_s": lambda: bsnn.readouts_with(map_weights, x, engine="packed"),
+    }
+    with numba_threads_as_torch():
+        times = alternating_times(variants, 1 if args.quick else 5, cpu, warm=("float_ensemble10_s",))
+    result: dict[str, object] = {}
+    for name, values in times.items():
+        result.update(spread_keys(name, values))
+    result.update(ratio_keys("packed_over_float_ensemble", times["packed_ensemble10_s"], times["float_ensemble10_s"]))
+    result.update(ratio_keys("packed_over_dense_matmul", times["packed_ensemble10_s"], times["dense_matmul_s"]))
+    result.update(ratio_keys("packed_map_over_float_map", times["packed_map_s"], times["float_map_s"]))
+    result.update(
+        {
+            "packed_method": "popcount" if network.all_dense and bool(x.max() <= 1) else "events",
+            "packed_weight_bytes": packed_bytes,
+            "float_weight_bytes": float_bytes,
+            "packed_weight_bytes_ratio": packed_bytes / float_bytes,
+            "packed_spike_density": densities,
+            "packed_input_density": x.mean().item(),
+        }
+    )
+    return result
+
+
+SWEEP_DRAWS, SWEEP_POINTS, SWEEP_STEPS = 10, 200, 100
+
+
+def random_layer(width: int, generator: torch.Generator) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A one-layer ``SpikingMLP(width, (width,), 2)`` (fan-in = fan-out = width) and
+    ``SWEEP_DRAWS`` random +-1 draws of its weights (K, width, width)."""
+    net = SpikingMLP(width, (width,), 2).eval()
+    signs = torch.randint(0, 2, (SWEEP_DRAWS, width, width), generator=generator).float() * 2.0 - 1.0
+    return net, signs
+
+
+@torch.no_grad()
+def float_layer_readouts(net: torch.nn.Module, weights: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The float path of ``readouts_with(..., engine="float")`` on a network without latent sites:
+    the network run with the given weights, without gradients."""
+    return net.run(x, [weights]).readouts
+
+
+def packed_layer_readouts(net: torch.nn.Module, weights: torch.Tensor, x: torch.Tensor, method: str) -> torch.Tensor:
+    """The packed engine by ``method``, packing the weights on each call as ``readouts_with`` does."""
+    return PackedNetwork.from_network(net, [weights]).readouts(x, method=method)
+
+
+def packed_sweep(args, device) -> dict[str, object]:
+    """Where the packed engine wins and where not: one dense layer of each width (``random_layer``),
+    K = 10 draws, N = 200 sequences of T = 100 steps of random input spikes at each density, run by
+    the float path and by the engine's two methods ("events": work grows with the input spikes;
+    "popcount": with the fan-in / 64), alternating.  On the CPU, numba on PyTorch's thread count;
+    ``--quick``: fewer widths, one repeat."""
+    generator = torch.Generator().manual_seed(0)
+    widths, densities = ((128, 256), (0.02, 0.45)) if args.quick else ((128, 256, 512), (0.02, 0.1, 0.45))
+    rows = []
+    for width in widths:
+        net, weights = random_layer(width, generator)
+        for density in densities:
+            x = (torch.rand(SWEEP_POINTS, SWEEP_STEPS, width, generator=generator) < density).float()
+            variants = {
+                "float_s": partial(float_layer_readouts, net, weights, x),
+                "events_s": partial(packed_layer_readouts, net, weights, x, "events"),
+                "popcount_s": partial(packed_layer_readouts, net, weights, x, "popcount"),
+            }
+            with numba_threads_as_torch():
+                times = alternating_times(variants, 1 if args.quick else 3, torch.device("cpu"))
+            row: dict[str, float] = {"width": width, "density": density}
+            for name, values in times.items():
+                row.update(spread_keys(name, values))
+            row.update(ratio_keys("events_over_float", times["events_s"], times["float_s"]))
+            row.update(ratio_keys("popcount_over_float", times["popcount_s"], times["float_s"]))
+            rows.append(row)
+    return {"packed_sweep": rows}
+
+
+def sweep_table(rows: list[dict[str, float]]) -> str:
+    """The sweep as a table: per width and input density the median seconds [min, max] of each
+    variant, and each method's median over the float path's."""
+    times, ratios = ("float_s", "events_s", "popcount_s"), ("events_over_float", "popcount_over_float")
+    lines = [
+        f"packed engine sweep: one dense layer width x width, K = {SWEEP_DRAWS}, N = {SWEEP_POINTS}, "
+        f"T = {SWEEP_STEPS} (seconds: median [min, max])",
+        f"  {'width':>5}  {'density':>7}"
+        + "".join(f"  {k:>21}" for k in times)
+        + "".join(f"  {k:>19}" for k in ratios),
+    ]
+    for row in rows:
+        cells = [f"{row[k]:.3f} [{row[k + '_min']:.3f}, {row[k + '_max']:.3f}]" for k in times]
+        lines.append(
+            f"  {row['width']:>5}  {row['density']:>7.2f}"
+            + "".join(f"  {cell:>21}" for cell in cells)
+            + "".join(f"  {row[k]:>19.3f}" for k in ratios)
+        )
+    return "\n".join(lines)
 
 
 def particle_times(args, device) -> dict[str, float]:
@@ -417,12 +635,46 @@ ROWS = [
     ("synaptic_gflops", "ensemble synaptic GFLOP/s"),
     ("matmul_gflops", "matmul GFLOP/s, same shapes"),
     ("matmul_fraction", "ensemble share of matmul throughput"),
+    ("packed_ensemble10_s", "packed engine: K=10 ensemble, 1,000 points (s)"),
+    ("float_ensemble10_s", "  the float path, alternating (s)"),
+    ("packed_over_float_ensemble", "  packed / float path (goal <= 0.25)"),
+    ("dense_matmul_s", "  the float path's dense products alone (s)"),
+    ("packed_over_dense_matmul", "  packed / those products (goal <= 0.3)"),
+    ("packed_map_s", "packed engine: MAP pass, 1,000 points (s)"),
+    ("float_map_s", "  the float path, alternating (s)"),
+    ("packed_map_over_float_map", "  packed / float path (goal <= 0.25)"),
+    ("packed_weight_bytes_ratio", "packed / float32 weight bytes (goal <= 0.04)"),
+    ("packed_spike_density", "spikes per neuron per step, per layer"),
+    ("packed_input_density", "  the inputs'"),
     ("recurrence_library_ms", "one layer's recurrences, as the library runs them (ms)"),
     ("recurrence_pytorch_loops_ms", "  the same as PyTorch loops (ms)"),
     ("recurrence_library_over_pytorch_loops", "  library / PyTorch loops"),
     ("recurrence_compiled_ms", "  written for torch.compile, compiled (ms)"),
     ("compiled_over_library", "  torch.compile / library"),
 ]
+
+
+def shown(value: object) -> str:
+    """A result as printed: numbers to three decimals, lists of them likewise, None as not reached."""
+    if value is None:
+        return "not reached"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        return ", ".join(f"{v:.3f}" for v in value)
+    return str(value)
+
+
+def spread_of(key: str) -> bool:
+    """Whether ``key`` is the min or max of another key (``spread_keys``, ``ratio_keys``)."""
+    return key.endswith(("_min", "_max"))
+
+
+def spread(results: dict[str, object], key: str) -> str:
+    """'  [min, max]' of a key that has them, else ''."""
+    if f"{key}_min" not in results:
+        return ""
+    return f"  [{results[f'{key}_min']:.3f}, {results[f'{key}_max']:.3f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -442,7 +694,16 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     pyro.set_rng_seed(0)
     results: dict[str, object] = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick}
-    sections = [epoch_times, recurrence_times, particle_times, pyro_cost, ensemble_times, scaling]
+    sections = [
+        epoch_times,
+        recurrence_times,
+        particle_times,
+        pyro_cost,
+        ensemble_times,
+        packed_times,
+        packed_sweep,
+        scaling,
+    ]
     if not args.quick:
         sections.append(time_to_accuracy)
     if args.compile or not args.quick:
@@ -456,11 +717,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"bisnn-pyro benchmarks on {args.device}, {results['threads']} threads{' (quick)' if args.quick else ''}")
     for key, label in ROWS:
         if key in results:
-            print(f"  {label:<{width}}  {results[key]:.3f}")
+            print(f"  {label:<{width}}  {shown(results[key])}{spread(results, key)}")
     for key, value in results.items():
-        if key not in dict(ROWS) and key not in ("device", "threads", "quick"):
-            shown = "not reached" if value is None else f"{value:.3f}" if isinstance(value, float) else value
-            print(f"  {key:<{width}}  {shown}")
+        if key not in dict(ROWS) and key not in ("device", "threads", "quick", "packed_sweep") and not spread_of(key):
+            print(f"  {key:<{width}}  {shown(value)}{spread(results, key)}")
+    if results.get("packed_sweep"):
+        print(sweep_table(results["packed_sweep"]))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(
