@@ -238,7 +238,8 @@ def _format(scores: dict) -> str:
     k = f" (K={scores['samples']})" if scores["mode"] == "ensemble" else ""
     return (
         f"{scores['mode']}{k}: accuracy {scores['accuracy']:.3f}, NLL {scores['nll']:.3f}, "
-        f"Brier {scores['brier']:.3f}, ECE {scores['ece']:.3f} on {scores['n']} test points"
+        f"Brier {scores['brier']:.3f}, ECE {scores['ece']:.3f} on {scores['n']} test points "
+        f"({scores['engine']} engine)"
     )
 
 

@@ -247,7 +247,14 @@ class Run:
             raise ConfigError(str(error)) from None
         draw_probs, labels = self.test_predictions(mode, samples, engine=engine)
         used = samples if mode == "ensemble" else 1
-        return {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
+        scores = {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
+        return {**scores, "engine": self.prediction_engine(mode, samples, engine)}
+
+    def prediction_engine(self, mode: str, samples: int, engine: str = "auto") -> str:
+        """The engine ``test_predictions`` runs (``"packed"`` or ``"float"``), judged on the test
+        inputs held in memory, or on the first batch of a test set read from files."""
+        inputs = self.test.x if isinstance(self.test, SpikeDataset) else _example(self.test)[0]
+        return self.bsnn.prediction_engine(self.prediction_weights(mode, samples), inputs, engine)
 
     def prediction_weights(self, mode: str, samples: int) -> dict[str, torch.Tensor]:
         """The weights ``evaluate`` predicts with: the MAP or mean weights (a draw dimension of 1),

@@ -38,6 +38,7 @@ def test_evaluate_json(trained_run, capsys):
     scores = json.loads(out)
     assert {"accuracy", "nll", "brier", "ece", "mode", "samples", "n"} <= scores.keys()
     assert scores["mode"] == "ensemble" and scores["samples"] == 3 and scores["n"] == 1000
+    assert scores["engine"] == "packed"  # what "auto" chose: a Bayes-BiSNN run on the CPU
     assert 0 <= scores["accuracy"] <= 1 and scores["nll"] > 0
     code, out, _ = run_cli(capsys, "evaluate", str(trained_run), "--mode", "map", "--json")
     assert json.loads(out)["samples"] == 1

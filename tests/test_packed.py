@@ -16,7 +16,7 @@ from bisnn_pyro.models import BinaryPrior, ConvSpikingNet, LIFParameters, Spikin
 from bisnn_pyro.packed import PackedFileError, PackedNetwork, export_packed, load_packed
 from bisnn_pyro.packed.network import weights_problem
 
-METHODS = ("events", "popcount")
+METHODS = ("changes", "popcount", "events")
 
 
 def _signs(net, draws, generator):
@@ -63,6 +63,27 @@ def test_default_shape_network_matches_at_threshold_zero():
     net = SpikingMLP(20, (256, 256), 2)
     x = torch.bernoulli(torch.full((30, 50, 20), 0.15))
     _assert_packed_equals_float(net, x, 2)
+
+
+def test_whole_words_and_long_runs_of_spikes_match_the_float_path():
+    """64 and 128 units fill their words exactly; inputs held on for several steps at a time, so
+    that most steps change few inputs (the ``changes`` method's case) and some change many."""
+    generator = torch.Generator().manual_seed(4)
+    net = SpikingMLP(64, (128, 64), 2, neuron=LIFParameters(6.0, 3.0, 4.0, 0.0))
+    held = torch.bernoulli(torch.full((10, 8, 1, 64), 0.4), generator=generator)
+    x = held.expand(10, 8, 5, 64).reshape(10, 40, 64)
+    _assert_packed_equals_float(net, x, 2)
+
+
+def test_a_fan_in_beyond_int16_carries_its_sums_in_int32():
+    """The changes method keeps each drive as a whole number: int16 while no sum can pass 32,767,
+    int32 past that (here 40,000 inputs all on)."""
+    net = SpikingMLP(40_000, (3,), 2)
+    packed = PackedNetwork.from_network(BinaryPrior().apply_(net), [torch.ones(1, 3, 40_000)])
+    assert packed._change_layout()[6] is np.int32
+    x = torch.ones(1, 3, 40_000)
+    readouts = packed.readouts(x, method="changes")
+    assert torch.equal(readouts, _float_readouts(net, [torch.ones(1, 3, 40_000)], x))
 
 
 @pytest.mark.parametrize("pool, dense", [(1, ()), (2, ()), (2, (5,))])
@@ -116,6 +137,7 @@ def run(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["map", "ensemble"])
 def test_engines_score_a_run_alike(run, mode):
     scores = {engine: run.evaluate(mode, engine=engine) for engine in ("float", "packed", "auto")}
+    assert [scores[engine].pop("engine") for engine in ("float", "packed", "auto")] == ["float", "packed", "packed"]
     assert scores["float"] == scores["packed"] == scores["auto"]
 
 
@@ -132,7 +154,8 @@ def test_export_load_predict_reproduces_evaluate(run, tmp_path, mode):
     assert header["mode"] == mode and bits.dtype == np.uint8 and bits.shape == (written.draws, 24, 5)  # 40 bits
     probs = model.predict(run.test.x)
     scores = run.evaluate(mode, engine="float")
-    assert {**summary(probs, run.test.y), "mode": mode, "samples": scores["samples"], "n": 80} == scores
+    expected = {**summary(probs, run.test.y), "mode": mode, "samples": scores["samples"], "n": 80, "engine": "float"}
+    assert expected == scores
     weights = run.prediction_weights(mode, 4)
     assert torch.equal(model.network.readouts(run.test.x), run.bsnn.readouts_with(weights, run.test.x, engine="float"))
     assert written.weight_bytes == written.draws * (40 * 3 + 24 * 5)  # rows of ceil(fan-in / 8) bytes
@@ -145,6 +168,7 @@ def test_packed_engine_refuses_a_full_precision_run(tmp_path, capsys):
     fp.fit(progress=False)
     fp.close()
     assert fp.evaluate("map", engine="auto") == fp.evaluate("map", engine="float")  # auto falls back
+    assert fp.evaluate("map")["engine"] == "float"
     with pytest.raises(CompositionError, match="not all \\+-1"):
         fp.bsnn.readouts_with(fp.prediction_weights("map", 1), fp.test.x, engine="packed")
     assert main(["evaluate", str(tmp_path / "fp"), "--mode", "map", "--engine", "packed"]) == 2

@@ -2,16 +2,17 @@
 
 ``PackedNetwork.from_network(net, weights)`` takes a ``DecolleNetwork`` and K draws of its
 weights (each +-1); ``readouts(x)`` gives the DECOLLE readouts (K, N, layers, T, classes) of the
-float network without gradients, bit for bit: the same drives (whole numbers, counted here
+float network without gradients, bit for bit: the same drives (whole numbers, summed here
 without multiplications), the same filters and thresholds (``kernels``), the same fixed +-1
-readouts and their scales.  ``unsupported_reason`` says what keeps a network, its weights or its
-inputs from this engine.
+readouts and their scales.  ``network_problem``, ``weights_problem`` and ``inputs_problem`` say
+what keeps a network, its weights or its inputs from this engine.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..models.conv import BinaryConv2d
 from ..models.layers import BinaryLinear
 from ..models.neurons import LIFParameters
 
-METHODS = ("auto", "events", "popcount")
+METHODS = ("auto", "changes", "popcount", "events")
 MAX_COUNT = 255  # inputs are held as uint8 counts
 SPIKE_BYTES = 64 * 2**20  # the event path's spikes of one layer over a chunk of sequences, at most
 
@@ -115,10 +116,12 @@ class PackedNetwork:
 
     def readouts(self, x: torch.Tensor, batch_size: int = 250, method: str = "auto") -> torch.Tensor:
         """DECOLLE readouts (K, N, layers, T, classes) for input spikes ``x`` (N, T, *input_shape),
-        ``batch_size`` sequences at a time.  ``method``: ``"popcount"`` runs a network of dense
-        layers by bit counts, all its layers at each step (inputs 0/1); ``"events"`` runs each layer
+        ``batch_size`` sequences at a time.  ``method`` (``kernels`` describes each):
+        ``"changes"`` runs a network of dense layers on 0/1 spikes, all its layers at each step,
+        with each layer's drive carried from step to step and moved by the inputs whose spike
+        changed; ``"popcount"`` runs the same networks by bit counts; ``"events"`` runs each layer
         over all steps in turn, summing the drives over the inputs that spiked (dense or conv
-        layers; inputs may count events); ``"auto"`` takes bit counts where they apply."""
+        layers; inputs may count events); ``"auto"`` takes changes where they apply, else events."""
         reason = inputs_problem(x, self.input_shape)
         if reason:
             raise ValueError(reason)
@@ -126,12 +129,17 @@ class PackedNetwork:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
         counts = x.detach().cpu().to(torch.uint8).numpy()
         binary = bool(counts.max(initial=0) <= 1)
-        if method == "popcount" and not (self.all_dense and binary):
-            raise ValueError("bit counts run networks of dense layers on 0/1 spikes; use method='events'")
-        by_bits = method != "events" and self.all_dense and binary
-        layout = self._bits() if by_bits else None
-        run = (lambda chunk: self._by_bit_counts(chunk, layout)) if by_bits else self._by_events
-        if not by_bits:  # it holds every step's spikes of a layer: keep that near SPIKE_BYTES
+        if method in ("changes", "popcount") and not (self.all_dense and binary):
+            raise ValueError(f"method {method!r} runs networks of dense layers on 0/1 spikes; use method='events'")
+        if method == "auto":
+            method = "changes" if self.all_dense and binary else "events"
+        if method == "changes":
+            run = partial(self._by_changes, self._change_layout())
+        elif method == "popcount":
+            run = partial(self._by_bit_counts, self._bits())
+        else:
+            run = self._by_events
+        if method == "events":  # it holds every step's spikes of a layer: keep that near SPIKE_BYTES
             widest = max(layer.weights.shape[-1] * _spatial(layer, self.input_shape) for layer in self.layers)
             batch_size = max(1, min(batch_size, SPIKE_BYTES // max(1, self.draws * x.shape[1] * widest)))
         chunks = [run(counts[i : i + batch_size]) for i in range(0, len(counts), batch_size)]
@@ -143,14 +151,64 @@ class PackedNetwork:
         """(a, b, c, threshold) as float32, as the float network rounds them."""
         return (*(np.float32(decay) for decay in self.neuron.decays()), np.float32(self.neuron.threshold))
 
-    def _by_bit_counts(self, counts: np.ndarray, layout: tuple) -> np.ndarray:
+    def _readouts_array(self, counts: np.ndarray) -> np.ndarray:
+        """An empty float32 array for the readouts (K, B, layers, T, classes) of ``counts``."""
+        return np.empty((self.draws, counts.shape[0], len(self.layers), counts.shape[1], self.num_classes), np.float32)
+
+    def _by_bit_counts(self, layout: tuple, counts: np.ndarray) -> np.ndarray:
         from . import kernels
 
-        out = np.empty((self.draws, counts.shape[0], len(self.layers), counts.shape[1], self.num_classes), np.float32)
+        out = self._readouts_array(counts)
         kernels.dense_network_popcount(
             counts.reshape(*counts.shape[:2], -1), *layout[:4], *self._constants(), *layout[4:], out
         )
         return out
+
+    def _by_changes(self, layout: tuple, counts: np.ndarray) -> np.ndarray:
+        from . import kernels
+
+        out = self._readouts_array(counts)
+        rows, sources, layers_at, scales, biases, readout_scales, sums_dtype, sums_size = layout
+        kernels.dense_network_changes(
+            counts.reshape(*counts.shape[:2], -1), rows, sources, layers_at, scales, biases, *self._constants(),
+            readout_scales, sums_dtype, sums_size, out,
+        )
+        return out
+
+    def _change_layout(self) -> tuple:
+        """The arrays of ``kernels.dense_network_changes``.  Each source of spikes (the inputs, then
+        each layer) has one int8 row per unit: its +-1 weights to the next layer's neurons and then,
+        for a layer, its readout's entries; each row adds to consecutive whole numbers in ``sums``:
+        layer 0's drive, then per layer the next layer's drive and its own readout."""
+        classes, draws = self.num_classes, self.draws
+        fan_in = self.layers[0].weights.shape[1]
+        blocks = [self.layers[0].weights.reshape(draws, -1)]
+        sources = [(fan_in, 0, self.layers[0].weights.shape[2], 0, 0)]
+        rows_at, sums_at, words_at, neurons_at, drive_at = blocks[0].shape[1], sources[0][2], -(-fan_in // 64), 0, 0
+        layers_at = []
+        for index, layer in enumerate(self.layers):
+            fan_out = layer.weights.shape[2]
+            last = index + 1 == len(self.layers)
+            following = np.zeros((draws, fan_out, 0), np.int8) if last else self.layers[index + 1].weights
+            readout = np.broadcast_to(layer.readout.T, (draws, fan_out, classes))
+            block = np.concatenate([following, readout], axis=2)
+            width = block.shape[2]
+            sources.append((fan_out, rows_at, width, sums_at, words_at))
+            layers_at.append((fan_out, neurons_at, drive_at, sums_at + width - classes))
+            blocks.append(block.reshape(draws, -1))
+            drive_at, rows_at, sums_at = sums_at, rows_at + fan_out * width, sums_at + width
+            words_at, neurons_at = words_at + -(-fan_out // 64), neurons_at + fan_out
+        widest = max(fan_in, *(layer.weights.shape[2] for layer in self.layers))
+        return (
+            np.ascontiguousarray(np.concatenate(blocks, axis=1)),
+            np.array(sources, np.int64),
+            np.array(layers_at, np.int64),
+            np.array([layer.scale for layer in self.layers], np.float32),
+            np.concatenate([layer.bias_or_zeros() for layer in self.layers]),
+            np.array([layer.readout_scale for layer in self.layers], np.float32),
+            np.int16 if widest <= np.iinfo(np.int16).max else np.int32,  # |sum| <= the units a row comes from
+            sums_at,
+        )
 
     def _bits(self) -> tuple:
         """The arrays of ``kernels.dense_network_popcount``: the weights' and readouts' words, each
@@ -263,6 +321,7 @@ def inputs_problem(x: torch.Tensor, input_shape: tuple[int, ...]) -> str:
         return f"the inputs are {x.dtype}; the network takes float32 spikes"
     if x.shape[1] == 0:
         return "the inputs have no time steps"
-    if x.numel() and not bool(((x >= 0) & (x <= MAX_COUNT) & (x == x.round())).all()):
+    # every uint8 converts back to a whole number 0..255: any other entry (NaN too) comes back changed
+    if not torch.equal(x.to(torch.uint8).to(x.dtype), x):
         return f"the packed engine takes spikes or event counts (whole numbers 0..{MAX_COUNT}); these inputs are not"
     return ""
