@@ -9,8 +9,9 @@ as the ``bisnn-pyro`` command does); the row below the sequence epoch is the tim
 check); ``--json`` writes the numbers, including the keys epoch_s_sequence, epoch_s_online,
 pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction (the float path), and the
 packed 1-bit engine's packed_ensemble10_s, packed_over_float_ensemble, packed_over_dense_matmul,
-packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density and packed_sweep (one
-dense layer by width and input spike density: where the engine wins and where not).  The packed
+packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density, packed_change_rate and
+packed_sweep (one dense layer by width, input spike density and rate of change: where each of the
+engine's methods wins and where not).  The packed
 section's times are medians over all repeats, each with its spread as KEY_min and KEY_max (for a
 ratio: the least and greatest ratio within one round of the alternated variants).
 """
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from functools import partial
 
+import numpy as np
 import pyro
 import torch
 from pyro import poutine
@@ -303,6 +305,23 @@ def spike_densities(net: torch.nn.Module, weights: dict[str, torch.Tensor], x: t
     return [count / (passes * size) for count, size in zip(counts.tolist(), neurons)]
 
 
+def change_rates(network: PackedNetwork, x: torch.Tensor, points: int = 200) -> list[float]:
+    """The fraction of each dense layer's neurons whose spike differs from the step before (per
+    step, the mean over the draws and the first ``points`` sequences of ``x``): the work of the
+    packed engine's "changes" method.  Each layer's spikes come from the engine's event kernel."""
+    from bisnn_pyro.packed import kernels
+
+    spikes = x[:points].to(torch.uint8).numpy()[None]
+    rates = []
+    for layer in network.layers:
+        out = np.empty((network.draws, *spikes.shape[1:3], layer.weights.shape[-1]), np.uint8)
+        kernels.dense_events(spikes, layer.weights, np.float32(layer.scale), layer.bias_or_zeros(),
+                             *network._constants(), out)
+        rates.append(float((out[:, :, 1:] != out[:, :, :-1]).mean()))
+        spikes = out
+    return rates
+
+
 def dense_products(bsnn, draws: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 500) -> Callable[[], None]:
     """The dense float32 products the float path makes, alone at its shapes: per chunk of ``chunk``
     points and per step, each layer's drive (K, chunk, in) @ (K, in, out)^T and its readout
@@ -362,11 +381,12 @@ def packed_times(args, device) -> dict[str, object]:
     result.update(ratio_keys("packed_map_over_float_map", times["packed_map_s"], times["float_map_s"]))
     result.update(
         {
-            "packed_method": "popcount" if network.all_dense and bool(x.max() <= 1) else "events",
+            "packed_method": "changes" if network.all_dense and bool(x.max() <= 1) else "events",
             "packed_weight_bytes": packed_bytes,
             "float_weight_bytes": float_bytes,
             "packed_weight_bytes_ratio": packed_bytes / float_bytes,
             "packed_spike_density": densities,
+            "packed_change_rate": change_rates(network, x) if network.all_dense else None,
             "packed_input_density": x.mean().item(),
         }
     )
@@ -396,50 +416,68 @@ def packed_layer_readouts(net: torch.nn.Module, weights: torch.Tensor, x: torch.
     return PackedNetwork.from_network(net, [weights]).readouts(x, method=method)
 
 
+def sweep_inputs(density: float, held: float, width: int, generator: torch.Generator) -> torch.Tensor:
+    """``SWEEP_POINTS`` sequences of ``SWEEP_STEPS`` steps of ``width`` input spikes, each spiking
+    with probability ``density``: each step each input keeps its last value with probability
+    ``held``, else takes a fresh draw, so that 2 density (1 - density)(1 - held) of the inputs
+    change per step (``held`` = 0: independent steps; spiking layers fire in runs)."""
+    shape = (SWEEP_POINTS, width)
+    steps = [(torch.rand(shape, generator=generator) < density).float()]
+    for _ in range(SWEEP_STEPS - 1):
+        fresh = (torch.rand(shape, generator=generator) < density).float()
+        steps.append(torch.where(torch.rand(shape, generator=generator) < held, steps[-1], fresh))
+    return torch.stack(steps, dim=1)
+
+
+SWEEP_METHODS = ("changes", "popcount", "events")
+
+
 def packed_sweep(args, device) -> dict[str, object]:
     """Where the packed engine wins and where not: one dense layer of each width (``random_layer``),
-    K = 10 draws, N = 200 sequences of T = 100 steps of random input spikes at each density, run by
-    the float path and by the engine's two methods ("events": work grows with the input spikes;
-    "popcount": with the fan-in / 64), alternating.  On the CPU, numba on PyTorch's thread count;
-    ``--quick``: fewer widths, one repeat."""
+    K = 10 draws, N = 200 sequences of T = 100 steps of random input spikes at each density, with
+    independent steps and with runs (``sweep_inputs``, held = 0.8), run by the float path and by
+    the engine's three methods ("changes": work grows with the inputs that change; "events": with
+    the input spikes; "popcount": with the fan-in / 64), alternating.  On the CPU, numba on
+    PyTorch's thread count; ``--quick``: fewer widths, one repeat."""
     generator = torch.Generator().manual_seed(0)
     widths, densities = ((128, 256), (0.02, 0.45)) if args.quick else ((128, 256, 512), (0.02, 0.1, 0.45))
     rows = []
     for width in widths:
         net, weights = random_layer(width, generator)
         for density in densities:
-            x = (torch.rand(SWEEP_POINTS, SWEEP_STEPS, width, generator=generator) < density).float()
-            variants = {
-                "float_s": partial(float_layer_readouts, net, weights, x),
-                "events_s": partial(packed_layer_readouts, net, weights, x, "events"),
-                "popcount_s": partial(packed_layer_readouts, net, weights, x, "popcount"),
-            }
-            with numba_threads_as_torch():
-                times = alternating_times(variants, 1 if args.quick else 3, torch.device("cpu"))
-            row: dict[str, float] = {"width": width, "density": density}
-            for name, values in times.items():
-                row.update(spread_keys(name, values))
-            row.update(ratio_keys("events_over_float", times["events_s"], times["float_s"]))
-            row.update(ratio_keys("popcount_over_float", times["popcount_s"], times["float_s"]))
-            rows.append(row)
+            for held in (0.0, 0.8):
+                x = sweep_inputs(density, held, width, generator)
+                variants = {"float_s": partial(float_layer_readouts, net, weights, x)}
+                for method in SWEEP_METHODS:
+                    variants[f"{method}_s"] = partial(packed_layer_readouts, net, weights, x, method)
+                with numba_threads_as_torch():
+                    times = alternating_times(variants, 1 if args.quick else 3, torch.device("cpu"))
+                changes = (x[:, 1:] != x[:, :-1]).float().mean().item()
+                row: dict[str, float] = {"width": width, "density": density, "change_rate": changes}
+                for name, values in times.items():
+                    row.update(spread_keys(name, values))
+                for method in SWEEP_METHODS:
+                    row.update(ratio_keys(f"{method}_over_float", times[f"{method}_s"], times["float_s"]))
+                rows.append(row)
     return {"packed_sweep": rows}
 
 
 def sweep_table(rows: list[dict[str, float]]) -> str:
-    """The sweep as a table: per width and input density the median seconds [min, max] of each
-    variant, and each method's median over the float path's."""
-    times, ratios = ("float_s", "events_s", "popcount_s"), ("events_over_float", "popcount_over_float")
+    """The sweep as a table: per width, input density and rate of change the median seconds
+    [min, max] of each variant, and each method's median over the float path's."""
+    times = ("float_s", *(f"{method}_s" for method in SWEEP_METHODS))
+    ratios = tuple(f"{method}_over_float" for method in SWEEP_METHODS)
     lines = [
         f"packed engine sweep: one dense layer width x width, K = {SWEEP_DRAWS}, N = {SWEEP_POINTS}, "
         f"T = {SWEEP_STEPS} (seconds: median [min, max])",
-        f"  {'width':>5}  {'density':>7}"
+        f"  {'width':>5}  {'density':>7}  {'changes':>7}"
         + "".join(f"  {k:>21}" for k in times)
         + "".join(f"  {k:>19}" for k in ratios),
     ]
     for row in rows:
         cells = [f"{row[k]:.3f} [{row[k + '_min']:.3f}, {row[k + '_max']:.3f}]" for k in times]
         lines.append(
-            f"  {row['width']:>5}  {row['density']:>7.2f}"
+            f"  {row['width']:>5}  {row['density']:>7.2f}  {row['change_rate']:>7.3f}"
             + "".join(f"  {cell:>21}" for cell in cells)
             + "".join(f"  {row[k]:>19.3f}" for k in ratios)
         )
@@ -646,6 +684,7 @@ ROWS = [
     ("packed_weight_bytes_ratio", "packed / float32 weight bytes (goal <= 0.04)"),
     ("packed_spike_density", "spikes per neuron per step, per layer"),
     ("packed_input_density", "  the inputs'"),
+    ("packed_change_rate", "spikes that differ from the step before, per neuron per step, per layer"),
     ("recurrence_library_ms", "one layer's recurrences, as the library runs them (ms)"),
     ("recurrence_pytorch_loops_ms", "  the same as PyTorch loops (ms)"),
     ("recurrence_library_over_pytorch_loops", "  library / PyTorch loops"),
