@@ -43,6 +43,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"bisnn-pyro: error: {message}\n")
 
 
+def _at_least_one(text: str) -> int:
+    """An option's whole number >= 1 (argparse names the option in its one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bisnn-pyro",
@@ -102,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set", allow_abbrev=False)
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--mode", choices=MODES, default="ensemble")
-    evaluate.add_argument("--samples", type=int, default=None, help="ensemble size K (default: the run's)")
+    evaluate.add_argument("--samples", type=_at_least_one, default=None, help="ensemble size K (default: the run's)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     evaluate.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
@@ -115,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="packed: one bit per synapse in a .npz file, read with bisnn_pyro.packed.load_packed")
     choice = export.add_mutually_exclusive_group()
     choice.add_argument("--mode", choices=["map"], default=None, help="the MAP network (the default)")
-    choice.add_argument("--samples", type=int, default=None, metavar="K",
+    choice.add_argument("--samples", type=_at_least_one, default=None, metavar="K",
                         help="K posterior draws, the ones `evaluate --samples K` scores")
     export.add_argument("--out", required=True, metavar="FILE", help="file to write (.npz)")
     export.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
@@ -138,13 +149,13 @@ def _parser() -> argparse.ArgumentParser:
     cost.add_argument("run_dir")
     cost.add_argument("--mode", choices=("map", "ensemble"), default=None,
                       help="the MAP weights or K posterior draws (default: map, or ensemble with --samples)")
-    cost.add_argument("--samples", type=int, default=None,
+    cost.add_argument("--samples", type=_at_least_one, default=None,
                       help="ensemble size K (default: the run's); given alone, it means --mode ensemble")
     cost.add_argument("--energy", action="append", default=[], metavar="NAME=PJ",
                       help="replace one energy constant (pJ), e.g. int_add=0.03; repeatable (names: int_add, "
                            "float_add, float_mult, sram_8kb_read_64b, sram_32kb_read_64b, sram_1mb_read_64b, "
                            "dram_read_64b)")
-    cost.add_argument("--ann-passes", type=int, default=1, metavar="N",
+    cost.add_argument("--ann-passes", type=_at_least_one, default=1, metavar="N",
                       help="forward passes of the non-spiking network per sequence (default: 1)")
     cost.add_argument("--all-readouts", action="store_true",
                       help="count every layer's readout in the totals (DECOLLE's training readouts too)")
@@ -163,7 +174,8 @@ def _parser() -> argparse.ArgumentParser:
     study_run = study_commands.add_parser("run", help="run (or finish) every run of a study file", allow_abbrev=False)
     study_run.add_argument("study_file", metavar="STUDY.toml")
     study_run.add_argument("--out", required=True, help="study folder: a run folder per arm and seed")
-    study_run.add_argument("--workers", type=int, default=None, help="local processes (default: one per core)")
+    study_run.add_argument("--workers", type=_at_least_one, default=None,
+                           help="local processes (default: one per core)")
     study_run.add_argument("--ray", metavar="auto|ADDRESS", default=None,
                            help="run as Ray tasks: auto (this machine's cluster, else a local one) "
                                 "or a cluster's address")
@@ -331,8 +343,6 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     from .packed import export_packed
 
-    if args.samples is not None and args.samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
     if not args.out.strip():
         raise ConfigError("--out needs the name of a file, got ''")
     run = open_run(args.run_dir, args.device)
@@ -345,10 +355,6 @@ def _cost(args: argparse.Namespace) -> None:
     from .analysis.cost import cost_table, parse_energy, run_cost
 
     energies = parse_energy(args.energy)
-    if args.ann_passes < 1:
-        raise ConfigError(f"--ann-passes must be >= 1, got {args.ann_passes}")
-    if args.samples is not None and args.samples < 1:
-        raise ConfigError(f"--samples must be >= 1, got {args.samples}")
     mode = args.mode or ("ensemble" if args.samples is not None else "map")
     if mode == "map" and args.samples is not None:
         raise ConfigError("--samples K counts an ensemble of K draws; --mode map has one network")
@@ -386,8 +392,6 @@ def _study(args: argparse.Namespace) -> None:
         path = write_study_report(args.study_dir, args.out or Path(args.study_dir) / "report")
         print(f"study report -> {path}")
         return
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.ray is not None and args.workers is not None:
         raise ConfigError("--workers sets the local pool; with --ray the cluster's CPUs set how many runs go at once")
     outcomes = run_study(

@@ -86,8 +86,11 @@ def test_an_output_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["evaluate", "{run}", "--samples", "0"], "K must be >= 1"),
+        (["evaluate", "{run}", "--samples", "0"], "argument --samples: expected a whole number >= 1, got 0"),
         (["evaluate", "{run}", "--samples", "10000000"], "needs at least"),
+        (["evaluate", "{run}", "--samples", "three"], "argument --samples: expected a whole number >= 1, got 'three'"),
+        (["export", "{run}", "--samples", "0", "--out", "{tmp}/p.npz"], "argument --samples: expected a whole number"),
+        (["study", "run", "{tmp}/s.toml", "--out", "{tmp}/o", "--workers", "0"], "argument --workers: expected"),
         (["evaluate", "{run}", "--mode", "median"], "invalid choice"),
         (["evaluate", "{run}", "--device", "cuda:7"], "device 'cuda:7'"),
         (["evaluate", "/no/such/run"], "no checkpoint at /no/such/run"),

@@ -128,7 +128,7 @@ def test_evaluate_without_checkpoint(tmp_path, capsys):
 
 def test_evaluate_bad_samples(trained_run, capsys):
     code, _, err = run_cli(capsys, "evaluate", str(trained_run), "--samples", "0")
-    assert code == 2 and "K must be >= 1" in err
+    assert code == 2 and "argument --samples: expected a whole number >= 1, got 0" in err
 
 
 def test_corrupted_checkpoint(trained_run, tmp_path, capsys):

@@ -249,8 +249,8 @@ def test_cost_command_prints_one_json_object(runs, capsys):
         (["--energy", "int_add=abc"], "is not a number"),
         (["--energy", "int_add"], "expected NAME=PJ"),
         (["--energy", "int_add=-1"], "finite number of pJ >= 0"),
-        (["--mode", "ensemble", "--samples", "0"], "--samples must be >= 1"),
-        (["--ann-passes", "0"], "--ann-passes must be >= 1"),
+        (["--mode", "ensemble", "--samples", "0"], "argument --samples: expected a whole number >= 1, got 0"),
+        (["--ann-passes", "0"], "argument --ann-passes: expected a whole number >= 1, got 0"),
         (["--mode", "mean"], "invalid choice"),
     ],
 )
