@@ -311,7 +311,7 @@ def change_rates(network: PackedNetwork, x: torch.Tensor, points: int = 200) -> 
     packed engine's "changes" method.  Each layer's spikes come from the engine's event kernel."""
     from bisnn_pyro.packed import kernels
 
-    spikes = x[:points].to(torch.uint8).numpy()[None]
+    spikes = x[:points].to(torch.uint8).numpy().reshape(1, min(points, len(x)), x.shape[1], -1)
     rates = []
     for layer in network.layers:
         out = np.empty((network.draws, *spikes.shape[1:3], layer.weights.shape[-1]), np.uint8)
@@ -381,7 +381,7 @@ def packed_times(args, device) -> dict[str, object]:
     result.update(ratio_keys("packed_map_over_float_map", times["packed_map_s"], times["float_map_s"]))
     result.update(
         {
-            "packed_method": "changes" if network.all_dense and bool(x.max() <= 1) else "events",
+            "packed_method": network.method_for(x),
             "packed_weight_bytes": packed_bytes,
             "float_weight_bytes": float_bytes,
             "packed_weight_bytes_ratio": packed_bytes / float_bytes,

@@ -245,16 +245,10 @@ class Run:
             check_mode(mode, samples)
         except ValueError as error:
             raise ConfigError(str(error)) from None
-        draw_probs, labels = self.test_predictions(mode, samples, engine=engine)
+        draw_probs, labels, engines = self._test_predictions(mode, samples, engine=engine)
         used = samples if mode == "ensemble" else 1
         scores = {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
-        return {**scores, "engine": self.prediction_engine(mode, samples, engine)}
-
-    def prediction_engine(self, mode: str, samples: int, engine: str = "auto") -> str:
-        """The engine ``test_predictions`` runs (``"packed"`` or ``"float"``), judged on the test
-        inputs held in memory, or on the first batch of a test set read from files."""
-        inputs = self.test.x if isinstance(self.test, SpikeDataset) else _example(self.test)[0]
-        return self.bsnn.prediction_engine(self.prediction_weights(mode, samples), inputs, engine)
+        return {**scores, "engine": engines.pop() if len(engines) == 1 else "mixed"}
 
     def prediction_weights(self, mode: str, samples: int) -> dict[str, torch.Tensor]:
         """The weights ``evaluate`` predicts with: the MAP or mean weights (a draw dimension of 1),
@@ -271,19 +265,27 @@ class Run:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-draw class probabilities (K, N, C) on the test set and its labels; one set of draws
         serves every batch of a test set read from files."""
+        return self._test_predictions(mode, samples, batch_size, engine)[:2]
+
+    def _test_predictions(
+        self, mode: str, samples: int, batch_size: int = 200, engine: str = "auto"
+    ) -> tuple[torch.Tensor, torch.Tensor, set[str]]:
+        """``test_predictions`` and the engines that computed them (one per batch, as ``engine`` chose)."""
         self.check_prediction_memory(samples if mode == "ensemble" else 1, batch_size)
         weights = self.prediction_weights(mode, samples)
-        likelihood = self.bsnn.likelihood
+        batches = [(self.test.x, self.test.y)] if isinstance(self.test, SpikeDataset) else DataLoader(
+            self.test, batch_size=batch_size
+        )
+        probs, labels, engines = [], [], set()
         try:
-            if isinstance(self.test, SpikeDataset):
-                return likelihood.probs(self.bsnn.readouts_with(weights, self.test.x, engine=engine)), self.test.y
-            probs, labels = [], []
-            for xb, yb in DataLoader(self.test, batch_size=batch_size):
-                probs.append(likelihood.probs(self.bsnn.readouts_with(weights, xb, engine=engine)))
+            for xb, yb in batches:
+                readouts, used = self.bsnn.readouts_and_engine(weights, xb, engine=engine)
+                probs.append(self.bsnn.likelihood.probs(readouts))
                 labels.append(yb)
+                engines.add(used)
         except CompositionError as error:  # the packed engine, asked for, cannot run this run
             raise ConfigError(f"--engine {engine}: {error}") from None
-        return torch.cat(probs, dim=1), torch.cat(labels)
+        return torch.cat(probs, dim=1), torch.cat(labels), engines
 
     def check_prediction_memory(self, samples: int, batch_size: int = 500, points: int | None = None) -> None:
         """Refuse, in one line, ``samples`` weight draws predicting ``points`` sequences (default: the

@@ -179,34 +179,28 @@ class BayesianSNN(torch.nn.Module):
         ``engine``: ``"float"`` runs the network's float32 tensors; ``"packed"`` the packed 1-bit
         engine (``bisnn_pyro.packed``: +-1 weights and spikes counted with integer additions on the
         CPU), the same readouts bit for bit, or a one-line ``CompositionError`` saying why it cannot;
-        ``"auto"`` takes the packed engine where it applies."""
-        chosen, packed = self._engine(weights, x, engine)
-        if chosen == "packed":
-            return packed.readouts(x.cpu(), batch_size).to(x.device)
+        ``"auto"`` takes the packed engine where it applies (``readouts_and_engine`` also says which ran)."""
+        return self.readouts_and_engine(weights, x, batch_size, engine)[0]
+
+    @torch.no_grad()
+    def readouts_and_engine(
+        self, weights: dict[str, torch.Tensor], x: torch.Tensor, batch_size: int = 500, engine: str = "auto"
+    ) -> tuple[torch.Tensor, str]:
+        """``readouts_with``'s readouts and the engine that computed them, ``"packed"`` or ``"float"``."""
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
+        if engine != "float":
+            packed, reason = self.packed_network(weights, x)
+            if packed is not None:
+                return packed.readouts(x.cpu(), batch_size).to(x.device), "packed"
+            if engine == "packed":
+                raise CompositionError(f"the packed engine cannot run this: {reason}")
         device = next(iter(weights.values())).device
         chunks = [
             readouts_with_weights(self.net, weights, x[i : i + batch_size].to(device))
             for i in range(0, x.shape[0], batch_size)
         ]
-        return torch.cat(chunks, dim=1).to(x.device)
-
-    def prediction_engine(self, weights: dict[str, torch.Tensor], x: torch.Tensor, engine: str = "auto") -> str:
-        """The engine ``readouts_with(weights, x, engine=engine)`` runs: ``"packed"`` or ``"float"``
-        (a one-line ``CompositionError`` where ``"packed"`` is asked for and cannot run)."""
-        return self._engine(weights, x, engine)[0]
-
-    def _engine(self, weights: dict[str, torch.Tensor], x: torch.Tensor, engine: str):
-        """("packed", its ``PackedNetwork``) or ("float", None) for ``engine`` on these weights and inputs."""
-        if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; expected one of {ENGINES}")
-        if engine == "float":
-            return "float", None
-        packed, reason = self.packed_network(weights, x)
-        if packed is not None:
-            return "packed", packed
-        if engine == "packed":
-            raise CompositionError(f"the packed engine cannot run this: {reason}")
-        return "float", None
+        return torch.cat(chunks, dim=1).to(x.device), "float"
 
     def packed_network(self, weights: dict[str, torch.Tensor], x: torch.Tensor | None = None):
         """(``PackedNetwork`` of the network with ``weights``, '') where the packed engine can run it

@@ -76,7 +76,10 @@ def _lowest_bit(typingctx, x):
 @intrinsic
 def _nonzero_bits(typingctx, values, start):
     """Bit i set where ``values[start + i]`` is not zero, i < 64: one vector comparison of 64
-    elements (a 1-D array of bytes or float32; the caller makes sure all 64 lie inside it)."""
+    elements of a contiguous 1-D array (``_propagate`` checks that all 64 lie inside it).  Lane i
+    of the comparison becomes bit i of the word on the little-endian machines numba runs on."""
+    if not (isinstance(values, types.Array) and values.ndim == 1 and values.layout == "C"):
+        return None
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
@@ -279,8 +282,11 @@ def _propagate(values, start, count, last, last_at, rows, rows_at, width, sums, 
     """The spikes ``values[start : start + count]`` against the last step's (``last`` words from
     ``last_at``, updated): each input that changed adds (turned on) or subtracts (turned off) its
     row of ``width`` +-1 weights to ``sums[out_at:]``."""
+    words = (count + np.uint64(63)) // _WORD
+    if start + words * _WORD > values.shape[0]:
+        raise IndexError("the spikes' array does not hold whole words of 64")
     ups, downs = np.uint64(0), np.uint64(0)
-    for word in range((count + np.uint64(63)) // _WORD):
+    for word in range(words):
         end = (word + np.uint64(1)) * _WORD
         valid = _ALL_BITS if end <= count else (np.uint64(1) << (count - word * _WORD)) - np.uint64(1)
         now = _nonzero_bits(values, start + word * _WORD) & valid
@@ -295,8 +301,8 @@ def _sequence_by_changes(x, rows, sources, layers_at, scales, biases, a, b, c, t
                          p, q, r, s, sums, frame, last, rising, falling, logits):
     """One sequence ``x`` (T, F_in) of 0/1 spikes through the network for one weight draw
     (``dense_network_changes``); ``logits`` (layers, T, classes) receives its readouts.  The other
-    arrays are its working memory, and every index is unsigned: numba then checks none for a
-    negative value, and the loops vectorise."""
+    arrays are its working memory, set to zero here.  The indices of the loops over neurons and
+    rows are unsigned: numba then checks none of them for a negative value, and the loops vectorise."""
     layers, steps, classes = logits.shape
     p[:] = 0
     q[:] = 0
@@ -343,10 +349,10 @@ def dense_network_changes(inputs, rows, sources, layers_at, scales, biases, a, b
     words = sources[layers, 4] + (sources[layers, 0] + 63) // 64
     for job in prange(draws * batch):
         k, n = job // batch, job % batch
-        p, q = np.zeros(neurons, np.float32), np.zeros(neurons, np.float32)
-        r, s = np.zeros(neurons, np.float32), np.zeros(neurons + 64, np.float32)  # whole words of s
-        frame = np.zeros(64 * ((inputs.shape[2] + 63) // 64), np.uint8)
-        sums, last = np.zeros(sums_size, sums_dtype), np.zeros(words, np.uint64)
+        p, q = np.empty(neurons, np.float32), np.empty(neurons, np.float32)
+        r, s = np.empty(neurons, np.float32), np.empty(neurons + 64, np.float32)  # whole words of s
+        frame = np.empty(64 * ((inputs.shape[2] + 63) // 64), np.uint8)
+        sums, last = np.empty(sums_size, sums_dtype), np.empty(words, np.uint64)
         rising, falling = np.empty(widest, np.uint64), np.empty(widest, np.uint64)
         logits = np.empty((layers, steps, classes), np.float32)
         _sequence_by_changes(inputs[n], rows[k], sources, layers_at, scales, biases, a, b, c, threshold,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -111,8 +111,13 @@ class PackedNetwork:
 
     @property
     def all_dense(self) -> bool:
-        """Whether every layer is dense (the bit-count kernel runs the whole network)."""
+        """Whether every layer is dense (the changes and bit-count kernels run the whole network)."""
         return all(layer.kind == "dense" for layer in self.layers)
+
+    def method_for(self, x: torch.Tensor) -> str:
+        """The method ``readouts(x)`` takes by default: ``"changes"`` for a network of dense layers
+        on 0/1 spikes, else ``"events"``."""
+        return "changes" if self.all_dense and bool(x.max() <= 1) else "events"
 
     def readouts(self, x: torch.Tensor, batch_size: int = 250, method: str = "auto") -> torch.Tensor:
         """DECOLLE readouts (K, N, layers, T, classes) for input spikes ``x`` (N, T, *input_shape),
@@ -128,11 +133,11 @@ class PackedNetwork:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
         counts = x.detach().cpu().to(torch.uint8).numpy()
-        binary = bool(counts.max(initial=0) <= 1)
-        if method in ("changes", "popcount") and not (self.all_dense and binary):
+        chosen = self.method_for(x)
+        if method in ("changes", "popcount") and chosen != "changes":
             raise ValueError(f"method {method!r} runs networks of dense layers on 0/1 spikes; use method='events'")
         if method == "auto":
-            method = "changes" if self.all_dense and binary else "events"
+            method = chosen
         if method == "changes":
             run = partial(self._by_changes, self._change_layout())
         elif method == "popcount":
@@ -168,14 +173,13 @@ class PackedNetwork:
         from . import kernels
 
         out = self._readouts_array(counts)
-        rows, sources, layers_at, scales, biases, readout_scales, sums_dtype, sums_size = layout
         kernels.dense_network_changes(
-            counts.reshape(*counts.shape[:2], -1), rows, sources, layers_at, scales, biases, *self._constants(),
-            readout_scales, sums_dtype, sums_size, out,
+            counts.reshape(*counts.shape[:2], -1), layout.rows, layout.sources, layout.layers_at, layout.scales,
+            layout.biases, *self._constants(), layout.readout_scales, layout.sums_dtype, layout.sums_size, out,
         )
         return out
 
-    def _change_layout(self) -> tuple:
+    def _change_layout(self) -> "ChangeLayout":
         """The arrays of ``kernels.dense_network_changes``.  Each source of spikes (the inputs, then
         each layer) has one int8 row per unit: its +-1 weights to the next layer's neurons and then,
         for a layer, its readout's entries; each row adds to consecutive whole numbers in ``sums``:
@@ -199,15 +203,25 @@ class PackedNetwork:
             drive_at, rows_at, sums_at = sums_at, rows_at + fan_out * width, sums_at + width
             words_at, neurons_at = words_at + -(-fan_out // 64), neurons_at + fan_out
         widest = max(fan_in, *(layer.weights.shape[2] for layer in self.layers))
-        return (
+        scales, biases, readout_scales = self._synapses()
+        return ChangeLayout(
             np.ascontiguousarray(np.concatenate(blocks, axis=1)),
             np.array(sources, np.int64),
             np.array(layers_at, np.int64),
+            scales,
+            biases,
+            readout_scales,
+            np.int16 if widest <= np.iinfo(np.int16).max else np.int32,  # |sum| <= the units a row comes from
+            sums_at,
+        )
+
+    def _synapses(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every layer's synapse scale, every neuron's bias (zeros where a layer has none) and every
+        readout's scale, as float32 arrays."""
+        return (
             np.array([layer.scale for layer in self.layers], np.float32),
             np.concatenate([layer.bias_or_zeros() for layer in self.layers]),
             np.array([layer.readout_scale for layer in self.layers], np.float32),
-            np.int16 if widest <= np.iinfo(np.int16).max else np.int32,  # |sum| <= the units a row comes from
-            sums_at,
         )
 
     def _bits(self) -> tuple:
@@ -220,14 +234,14 @@ class PackedNetwork:
             weights_at += -(-fan_in // 64) * fan_out
             neurons_at += fan_out
             readout_at += self.num_classes * -(-fan_out // 64)
-        biases = [layer.bias_or_zeros() for layer in self.layers]
+        scales, biases, readout_scales = self._synapses()
         return (
             np.concatenate([layer.plus_bits() for layer in self.layers], axis=1),
             np.array(shapes, np.int64),
-            np.array([layer.scale for layer in self.layers], np.float32),
-            np.concatenate(biases),
+            scales,
+            biases,
             np.concatenate([layer.readout_plus_bits() for layer in self.layers]),
-            np.array([layer.readout_scale for layer in self.layers], np.float32),
+            readout_scales,
         )
 
     def _by_events(self, counts: np.ndarray) -> np.ndarray:
@@ -251,6 +265,19 @@ class PackedNetwork:
             out[:, :, index] = logits.astype(np.float32) * np.float32(layer.readout_scale)
             inputs = pooled
         return out
+
+
+class ChangeLayout(NamedTuple):
+    """The arrays of ``kernels.dense_network_changes`` (its docstring says what each holds)."""
+
+    rows: np.ndarray
+    sources: np.ndarray
+    layers_at: np.ndarray
+    scales: np.ndarray
+    biases: np.ndarray
+    readout_scales: np.ndarray
+    sums_dtype: type
+    sums_size: int
 
 
 def _spatial(layer: PackedLayer, input_shape: tuple[int, ...]) -> int:
