@@ -334,7 +334,14 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
         print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
+def _refuse_draws_of_one_network(mode: str, samples: int | None) -> None:
+    """--samples with a mode that predicts with one network (map, mean) would be ignored: refuse it."""
+    if mode != "ensemble" and samples is not None:
+        raise ConfigError(f"--samples K counts an ensemble of K draws; --mode {mode} has one network")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
+    _refuse_draws_of_one_network(args.mode, args.samples)
     run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
@@ -356,8 +363,7 @@ def _cost(args: argparse.Namespace) -> None:
 
     energies = parse_energy(args.energy)
     mode = args.mode or ("ensemble" if args.samples is not None else "map")
-    if mode == "map" and args.samples is not None:
-        raise ConfigError("--samples K counts an ensemble of K draws; --mode map has one network")
+    _refuse_draws_of_one_network(mode, args.samples)
     run = open_run(args.run_dir, args.device)
     cost = run_cost(run, mode, args.samples, energies=energies, ann_passes=args.ann_passes,
                     all_readouts=args.all_readouts)

@@ -342,6 +342,9 @@ def open_run(
             raise ConfigError(
                 f"{directory} is a study's folder, not a run's: `bisnn-pyro study report {directory}` reports it"
             )
+        if directory.is_file():
+            hint = "; a packed file predicts with bisnn_pyro.packed.load_packed" if directory.suffix == ".npz" else ""
+            raise ConfigError(f"{directory} is a file; expected a run folder (`bisnn-pyro train --out DIR`){hint}")
         raise CheckpointError(
             f"no checkpoint at {directory / CHECKPOINT_FILE}; train with `bisnn-pyro train --out {directory}` first"
         )

@@ -10,7 +10,7 @@ import torch
 from pyro import poutine
 
 from bisnn_pyro.cli import main
-from bisnn_pyro.errors import CompositionError
+from bisnn_pyro.errors import CompositionError, ConfigError, DataError
 from bisnn_pyro.experiment import ExperimentConfig, create_run
 from bisnn_pyro.models import BinaryPrior, ConvSpikingNet, LIFParameters, SpikingMLP
 from bisnn_pyro.packed import PackedFileError, PackedNetwork, export_packed, load_packed
@@ -124,6 +124,24 @@ def test_event_counts_above_one_match_the_float_path():
     _assert_packed_equals_float(net, x, 2)
 
 
+def test_inputs_of_any_whole_number_dtype_and_none_at_all():
+    """Counts as uint8, bool, int64 or a numpy array give the float32 spikes' readouts; no
+    sequences give none; what is not spikes is refused in one line."""
+    net = BinaryPrior().apply_(SpikingMLP(5, (4,), 2))
+    packed = PackedNetwork.from_network(net, [torch.ones(2, 4, 5)])
+    x = torch.bernoulli(torch.full((3, 6, 5), 0.4), generator=torch.Generator().manual_seed(6))
+    expected = packed.readouts(x)
+    for same in (x.to(torch.uint8), x.bool(), x.long(), x.numpy()):
+        assert torch.equal(packed.readouts(same), expected)
+    assert packed.readouts(x[:0]).shape == (2, 0, 1, 6, 2)
+    with pytest.raises(DataError, match="torch.Tensor or numpy array, got list"):
+        packed.readouts(x.tolist())
+    with pytest.raises(DataError, match="whole numbers 0..255"):
+        packed.readouts(x.long() + 300)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+        packed.readouts(x, batch_size=0)
+
+
 def test_what_cannot_be_packed_is_named():
     net = BinaryPrior().apply_(SpikingMLP(5, (4,), 2))
     good = [torch.ones(2, 4, 5)]
@@ -151,6 +169,11 @@ def test_engines_score_a_run_alike(run, mode):
     scores = {engine: run.evaluate(mode, engine=engine) for engine in ("float", "packed", "auto")}
     assert [scores[engine].pop("engine") for engine in ("float", "packed", "auto")] == ["float", "packed", "packed"]
     assert scores["float"] == scores["packed"] == scores["auto"]
+
+
+def test_no_points_predict_nothing_on_either_engine(run):
+    for engine in ("float", "packed", "auto"):
+        assert run.bsnn.predict(run.test.x[:0], "ensemble", samples=3, engine=engine).shape == (0, 2)
 
 
 @pytest.mark.parametrize("mode", ["map", "ensemble"])
@@ -208,7 +231,7 @@ def test_damaged_packed_files_are_refused_in_one_line(run, tmp_path):
     with pytest.raises(PackedFileError, match="no packed file"):
         load_packed(tmp_path / "missing.npz")
     (tmp_path / "text.npz").write_text("not a zip")
-    with pytest.raises(PackedFileError, match="not a readable packed file"):
+    with pytest.raises(PackedFileError, match="not a packed file \\(not an .npz archive\\)"):  # no pickle hint
         load_packed(tmp_path / "text.npz")
     with np.load(good) as archive:
         arrays = {name: archive[name] for name in archive.files}

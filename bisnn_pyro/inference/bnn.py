@@ -198,7 +198,7 @@ class BayesianSNN(torch.nn.Module):
         device = next(iter(weights.values())).device
         chunks = [
             readouts_with_weights(self.net, weights, x[i : i + batch_size].to(device))
-            for i in range(0, x.shape[0], batch_size)
+            for i in range(0, max(x.shape[0], 1), batch_size)  # no points: one empty chunk
         ]
         return torch.cat(chunks, dim=1).to(x.device), "float"
 
@@ -217,6 +217,8 @@ class BayesianSNN(torch.nn.Module):
                 reason = weights_problem(self.net, layers)
         if not reason and x is not None:
             reason = inputs_problem(x, tuple(self.net.input_shape))
+            if not reason and x.dtype != torch.float32:  # what the float network takes: the engines agree
+                reason = f"the inputs are {x.dtype}; the network takes float32 spikes"
         if reason:
             return None, reason
         with local_params():

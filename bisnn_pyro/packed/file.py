@@ -115,6 +115,8 @@ def load_packed(path: str | Path) -> PackedModel:
     path = Path(path)
     if not path.is_file():
         raise PackedFileError(f"no packed file at {path}")
+    if not zipfile.is_zipfile(path):  # numpy would read other files as pickles, and suggest allow_pickle
+        raise PackedFileError(f"{path} is not a packed file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}

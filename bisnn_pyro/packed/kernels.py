@@ -255,16 +255,17 @@ def _changed_rows(now, before, word, rows_at, width, rising, falling, ups, downs
 
 @_njit(inline="always", **_JIT)
 def _add_rows(sums, at, rows, width, offsets, count, sign):
-    """sums[at : at + width] += sign * (the rows at ``offsets[:count]``), four rows to a pass."""
+    """sums[at : at + width] += sign * (the rows at ``offsets[:count]``), four rows to a pass: their
+    sum, at most 4 in size, is exact in a byte, so the compiler adds them 32 to a vector."""
     i = np.uint64(0)
     while i + np.uint64(4) <= count:
         r0, r1, r2, r3 = offsets[i], offsets[i + np.uint64(1)], offsets[i + np.uint64(2)], offsets[i + np.uint64(3)]
         if sign > 0:
             for o in range(width):
-                sums[at + o] += rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o]
+                sums[at + o] += np.int8(rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o])
         else:
             for o in range(width):
-                sums[at + o] -= rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o]
+                sums[at + o] -= np.int8(rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o])
         i += np.uint64(4)
     while i < count:
         r0 = offsets[i]

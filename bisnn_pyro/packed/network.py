@@ -18,6 +18,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
+from ..errors import CompositionError, ConfigError, DataError
 from ..models.conv import BinaryConv2d
 from ..models.layers import BinaryLinear
 from ..models.neurons import LIFParameters
@@ -92,7 +93,7 @@ class PackedNetwork:
         dimension K, every entry +-1; ValueError naming what does not fit."""
         reason = network_problem(net) or weights_problem(net, weights)
         if reason:
-            raise ValueError(reason)
+            raise CompositionError(reason)
         layers = []
         for index, (layer, weight) in enumerate(zip(net.layers, weights)):
             signs = weight.detach().cpu().reshape(-1, *layer.weight_shape).to(torch.int8)
@@ -117,25 +118,30 @@ class PackedNetwork:
     def method_for(self, x: torch.Tensor) -> str:
         """The method ``readouts(x)`` takes by default: ``"changes"`` for a network of dense layers
         on 0/1 spikes, else ``"events"``."""
-        return "changes" if self.all_dense and bool(x.max() <= 1) else "events"
+        return "changes" if self.all_dense and bool(x.numel() == 0 or x.max() <= 1) else "events"
 
     def readouts(self, x: torch.Tensor, batch_size: int = 250, method: str = "auto") -> torch.Tensor:
-        """DECOLLE readouts (K, N, layers, T, classes) for input spikes ``x`` (N, T, *input_shape),
-        ``batch_size`` sequences at a time.  ``method`` (``kernels`` describes each):
+        """DECOLLE readouts (K, N, layers, T, classes) for input spikes ``x`` (N, T, *input_shape), a
+        tensor or numpy array of whole numbers 0..255 of any real or bool dtype, ``batch_size``
+        sequences at a time (``DataError`` or ``ConfigError`` in one line for what does not fit).
+        ``method`` (``kernels`` describes each):
         ``"changes"`` runs a network of dense layers on 0/1 spikes, all its layers at each step,
         with each layer's drive carried from step to step and moved by the inputs whose spike
         changed; ``"popcount"`` runs the same networks by bit counts; ``"events"`` runs each layer
         over all steps in turn, summing the drives over the inputs that spiked (dense or conv
         layers; inputs may count events); ``"auto"`` takes changes where they apply, else events."""
+        x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
         reason = inputs_problem(x, self.input_shape)
         if reason:
-            raise ValueError(reason)
+            raise DataError(reason)
         if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+            raise ConfigError(f"unknown method {method!r}; expected one of {METHODS}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         counts = x.detach().cpu().to(torch.uint8).numpy()
         chosen = self.method_for(x)
         if method in ("changes", "popcount") and chosen != "changes":
-            raise ValueError(f"method {method!r} runs networks of dense layers on 0/1 spikes; use method='events'")
+            raise ConfigError(f"method {method!r} runs networks of dense layers on 0/1 spikes; use method='events'")
         if method == "auto":
             method = chosen
         if method == "changes":
@@ -340,12 +346,14 @@ def weights_problem(net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> st
 
 
 def inputs_problem(x: torch.Tensor, input_shape: tuple[int, ...]) -> str:
-    """Why the packed engine cannot take input ``x`` ('' when it can): spikes (N, T, *input_shape)
-    whose entries are whole numbers from 0 to 255 (event counts)."""
+    """Why the packed engine cannot take input ``x`` ('' when it can): a tensor of spikes
+    (N, T, *input_shape) whose entries are whole numbers from 0 to 255 (event counts)."""
+    if not isinstance(x, torch.Tensor):
+        return f"expected the input spikes as a torch.Tensor or numpy array, got {type(x).__name__}"
     if x.dim() != 2 + len(input_shape) or tuple(x.shape[2:]) != tuple(input_shape):
         return f"expected spikes of shape (batch, time, {', '.join(map(str, input_shape))}), got {tuple(x.shape)}"
-    if x.dtype != torch.float32:
-        return f"the inputs are {x.dtype}; the network takes float32 spikes"
+    if x.dtype.is_complex:
+        return f"the inputs are {x.dtype}; spikes are real numbers"
     if x.shape[1] == 0:
         return "the inputs have no time steps"
     # every uint8 converts back to a whole number 0..255: any other entry (NaN too) comes back changed
