@@ -236,70 +236,56 @@ _ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @_njit(inline="always", **_JIT)
-def _changed_rows(now, before, word, rows_at, width, rising, falling, ups, downs):
-    """Append the offsets in the rows of the inputs of word ``word`` that turned on (``now`` set,
-    ``before`` not) to ``rising`` and of those that turned off to ``falling``; their new counts.
-    Both lists are written at each change and one count moves on: no branch on the direction."""
+def _changed_rows(now, before, word, rows_at, width, negated, offsets, count):
+    """Append to ``offsets`` (from ``count``; the new count returned) the offsets of the rows of
+    the inputs of word ``word`` that changed: the row itself for an input that turned on (``now``
+    set, ``before`` not), its negated copy, ``negated`` further on, for one that turned off.
+    No branch on the direction."""
     changed = now ^ before
     while changed:
         bit = _lowest_bit(changed)
-        row = rows_at + (word * _WORD + bit) * width
-        on = (now >> bit) & np.uint64(1)
-        rising[ups] = row
-        falling[downs] = row
-        ups += on
-        downs += np.uint64(1) - on
+        turned_off = ((now >> bit) & np.uint64(1)) ^ np.uint64(1)
+        offsets[count] = rows_at + (word * _WORD + bit) * width + turned_off * negated
+        count += np.uint64(1)
         changed &= changed - np.uint64(1)
-    return ups, downs
+    return count
 
 
 @_njit(inline="always", **_JIT)
-def _add_rows(sums, at, rows, width, offsets, count, sign):
-    """sums[at : at + width] += sign * (the rows at ``offsets[:count]``), four rows to a pass: their
-    sum, at most 4 in size, is exact in a byte, so the compiler adds them 32 to a vector."""
-    i = np.uint64(0)
-    while i + np.uint64(4) <= count:
+def _add_rows(sums, at, rows, width, offsets, count, zero_row):
+    """sums[at : at + width] += the rows at ``offsets[:count]``, four rows to a pass (the list
+    padded with a row of zeros at ``zero_row``): their sum, at most 4 in size, is exact in a byte,
+    so the compiler adds them many to a vector."""
+    while count & np.uint64(3):
+        offsets[count] = zero_row
+        count += np.uint64(1)
+    for i in range(np.uint64(0), count, np.uint64(4)):
         r0, r1, r2, r3 = offsets[i], offsets[i + np.uint64(1)], offsets[i + np.uint64(2)], offsets[i + np.uint64(3)]
-        if sign > 0:
-            for o in range(width):
-                sums[at + o] += np.int8(rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o])
-        else:
-            for o in range(width):
-                sums[at + o] -= np.int8(rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o])
-        i += np.uint64(4)
-    while i < count:
-        r0 = offsets[i]
-        if sign > 0:
-            for o in range(width):
-                sums[at + o] += rows[r0 + o]
-        else:
-            for o in range(width):
-                sums[at + o] -= rows[r0 + o]
-        i += np.uint64(1)
+        for o in range(width):
+            sums[at + o] += np.int8(rows[r0 + o] + rows[r1 + o] + rows[r2 + o] + rows[r3 + o])
 
 
 @_njit(inline="always", **_JIT)
-def _propagate(values, start, count, last, last_at, rows, rows_at, width, sums, out_at, rising, falling):
+def _propagate(values, start, count, last, last_at, rows, rows_at, width, sums, out_at, negated, zero_row, offsets):
     """The spikes ``values[start : start + count]`` against the last step's (``last`` words from
-    ``last_at``, updated): each input that changed adds (turned on) or subtracts (turned off) its
-    row of ``width`` +-1 weights to ``sums[out_at:]``."""
+    ``last_at``, updated): each input that changed adds its row of ``width`` +-1 weights (turned
+    on) or the row negated (turned off) to ``sums[out_at:]``."""
     words = (count + np.uint64(63)) // _WORD
     if start + words * _WORD > values.shape[0]:
         raise IndexError("the spikes' array does not hold whole words of 64")
-    ups, downs = np.uint64(0), np.uint64(0)
+    changes = np.uint64(0)
     for word in range(words):
         end = (word + np.uint64(1)) * _WORD
         valid = _ALL_BITS if end <= count else (np.uint64(1) << (count - word * _WORD)) - np.uint64(1)
         now = _nonzero_bits(values, start + word * _WORD) & valid
-        ups, downs = _changed_rows(now, last[last_at + word], word, rows_at, width, rising, falling, ups, downs)
+        changes = _changed_rows(now, last[last_at + word], word, rows_at, width, negated, offsets, changes)
         last[last_at + word] = now
-    _add_rows(sums, out_at, rows, width, rising, ups, 1)
-    _add_rows(sums, out_at, rows, width, falling, downs, -1)
+    _add_rows(sums, out_at, rows, width, offsets, changes, zero_row)
 
 
 @_njit(**_JIT)
-def _sequence_by_changes(x, rows, sources, layers_at, scales, biases, a, b, c, threshold, readout_scales,
-                         p, q, r, s, sums, frame, last, rising, falling, logits):
+def _sequence_by_changes(x, rows, negated, zero_row, sources, layers_at, scales, biases, a, b, c, threshold,
+                         readout_scales, p, q, r, s, sums, frame, last, offsets, logits):
     """One sequence ``x`` (T, F_in) of 0/1 spikes through the network for one weight draw
     (``dense_network_changes``); ``logits`` (layers, T, classes) receives its readouts.  The other
     arrays are its working memory, set to zero here.  The indices of the loops over neurons and
@@ -317,7 +303,7 @@ def _sequence_by_changes(x, rows, sources, layers_at, scales, biases, a, b, c, t
             frame[j] = x[t, j]
         inputs = sources[0]
         _propagate(frame, np.uint64(0), np.uint64(inputs[0]), last, np.uint64(inputs[4]), rows, np.uint64(inputs[1]),
-                   np.uint64(inputs[2]), sums, np.uint64(inputs[3]), rising, falling)
+                   np.uint64(inputs[2]), sums, np.uint64(inputs[3]), negated, zero_row, offsets)
         for layer in range(layers):
             fan_out, neurons_at = np.uint64(layers_at[layer, 0]), np.uint64(layers_at[layer, 1])
             drive_at, scale = np.uint64(layers_at[layer, 2]), scales[layer]
@@ -326,20 +312,22 @@ def _sequence_by_changes(x, rows, sources, layers_at, scales, biases, a, b, c, t
                 _neuron_step(n, np.float32(sums[drive_at + o]), p, q, r, s, scale, biases[n], a, b, c, threshold)
             out = sources[layer + 1]
             _propagate(s, neurons_at, fan_out, last, np.uint64(out[4]), rows, np.uint64(out[1]), np.uint64(out[2]),
-                       sums, np.uint64(out[3]), rising, falling)
+                       sums, np.uint64(out[3]), negated, zero_row, offsets)
             readout_at = np.uint64(layers_at[layer, 3])
             for cls in range(np.uint64(classes)):
                 logits[layer, t, cls] = np.float32(sums[readout_at + cls]) * readout_scales[layer]
 
 
 @_njit(parallel=True, **_JIT)
-def dense_network_changes(inputs, rows, sources, layers_at, scales, biases, a, b, c, threshold, readout_scales,
-                          sums_dtype, sums_size, out):
+def dense_network_changes(inputs, rows, negated, zero_row, sources, layers_at, scales, biases, a, b, c, threshold,
+                          readout_scales, sums_dtype, sums_size, out):
     """A network of dense layers over every step by the changes of the spikes, each layer's drive
     and readout carried from step to step as whole numbers in ``sums`` (int16 or int32, each
     sequence its own): ``inputs`` (B, T, F_in) 0/1 uint8 shared by the draws; ``rows`` (S, total)
     int8 holding, for each source of spikes (the inputs, then each layer), one row of +-1 weights
     per spiking unit: to the next layer's neurons and then, for a layer, to its readout's classes;
+    then, from ``negated``, the same rows negated, and at ``zero_row`` a row of zeros as wide as
+    the widest;
     ``sources[i]`` = (units, offset of its rows, row width, offset in ``sums`` its rows add to,
     offset of its last spikes' words) for i = 0 (the inputs) and 1 + l (layer l);
     ``layers_at[l]`` = (neurons, offset of its neurons, offset of its drive in ``sums``, offset of
@@ -354,10 +342,11 @@ def dense_network_changes(inputs, rows, sources, layers_at, scales, biases, a, b
         r, s = np.empty(neurons, np.float32), np.empty(neurons + 64, np.float32)  # whole words of s
         frame = np.empty(64 * ((inputs.shape[2] + 63) // 64), np.uint8)
         sums, last = np.empty(sums_size, sums_dtype), np.empty(words, np.uint64)
-        rising, falling = np.empty(widest, np.uint64), np.empty(widest, np.uint64)
+        offsets = np.empty(widest + 4, np.uint64)  # the changes of one source, padded to a multiple of 4
         logits = np.empty((layers, steps, classes), np.float32)
-        _sequence_by_changes(inputs[n], rows[k], sources, layers_at, scales, biases, a, b, c, threshold,
-                             readout_scales, p, q, r, s, sums, frame, last, rising, falling, logits)
+        _sequence_by_changes(inputs[n], rows[k], np.uint64(negated), np.uint64(zero_row), sources, layers_at, scales,
+                             biases, a, b, c, threshold, readout_scales, p, q, r, s, sums, frame, last, offsets,
+                             logits)
         out[k, n] = logits
 
 

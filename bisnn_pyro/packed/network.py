@@ -180,8 +180,9 @@ class PackedNetwork:
 
         out = self._readouts_array(counts)
         kernels.dense_network_changes(
-            counts.reshape(*counts.shape[:2], -1), layout.rows, layout.sources, layout.layers_at, layout.scales,
-            layout.biases, *self._constants(), layout.readout_scales, layout.sums_dtype, layout.sums_size, out,
+            counts.reshape(*counts.shape[:2], -1), layout.rows, layout.negated, layout.zero_row, layout.sources,
+            layout.layers_at, layout.scales, layout.biases, *self._constants(), layout.readout_scales,
+            layout.sums_dtype, layout.sums_size, out,
         )
         return out
 
@@ -189,7 +190,8 @@ class PackedNetwork:
         """The arrays of ``kernels.dense_network_changes``.  Each source of spikes (the inputs, then
         each layer) has one int8 row per unit: its +-1 weights to the next layer's neurons and then,
         for a layer, its readout's entries; each row adds to consecutive whole numbers in ``sums``:
-        layer 0's drive, then per layer the next layer's drive and its own readout."""
+        layer 0's drive, then per layer the next layer's drive and its own readout.  The rows are
+        followed by their negation (an input that turns off adds that) and a row of zeros."""
         classes, draws = self.num_classes, self.draws
         fan_in = self.layers[0].weights.shape[1]
         blocks = [self.layers[0].weights.reshape(draws, -1)]
@@ -210,8 +212,12 @@ class PackedNetwork:
             words_at, neurons_at = words_at + -(-fan_out // 64), neurons_at + fan_out
         widest = max(fan_in, *(layer.weights.shape[2] for layer in self.layers))
         scales, biases, readout_scales = self._synapses()
+        rows = np.concatenate(blocks, axis=1)
+        widest_row = max(source[2] for source in sources)
         return ChangeLayout(
-            np.ascontiguousarray(np.concatenate(blocks, axis=1)),
+            np.concatenate([rows, -rows, np.zeros((draws, widest_row), np.int8)], axis=1),
+            rows.shape[1],
+            2 * rows.shape[1],
             np.array(sources, np.int64),
             np.array(layers_at, np.int64),
             scales,
@@ -277,6 +283,8 @@ class ChangeLayout(NamedTuple):
     """The arrays of ``kernels.dense_network_changes`` (its docstring says what each holds)."""
 
     rows: np.ndarray
+    negated: int
+    zero_row: int
     sources: np.ndarray
     layers_at: np.ndarray
     scales: np.ndarray
