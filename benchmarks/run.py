@@ -11,7 +11,8 @@ pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction (the floa
 packed 1-bit engine's packed_ensemble10_s, packed_over_float_ensemble, packed_over_dense_matmul,
 packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density, packed_change_rate and
 packed_sweep (one dense layer by width, input spike density and rate of change: where each of the
-engine's methods wins and where not).  The packed
+engine's methods wins and where not), and conv_packed_over_float (the convolutional network on the
+offline event-camera digits).  The packed
 section's times are medians over all repeats, each with its spread as KEY_min and KEY_max (for a
 ratio: the least and greatest ratio within one round of the alternated variants).
 """
@@ -393,6 +394,30 @@ def packed_times(args, device) -> dict[str, object]:
     return result
 
 
+def packed_conv_times(args, device) -> dict[str, object]:
+    """The packed engine on the convolutional network (``--network conv``, the small preset) on
+    the offline event-camera digits (digits-dvs, 359 test sequences), after two training epochs:
+    the K = 10 ensemble through the engine (its event kernels) against the float network,
+    alternating.  On the CPU, numba on PyTorch's thread count."""
+    _, _, test, bsnn, trainer = setup("cpu", dataset="digits-dvs", network="conv")
+    trainer.run_epoch(), trainer.run_epoch()
+    bsnn.eval()
+    x = test.x.cpu()
+    draws = bsnn.draw_weights(x, 10)
+    variants = {
+        "conv_float_ensemble10_s": lambda: bsnn.readouts_with(draws, x, engine="float"),
+        "conv_packed_ensemble10_s": lambda: bsnn.readouts_with(draws, x, engine="packed"),
+    }
+    with numba_threads_as_torch():
+        times = alternating_times(variants, 1 if args.quick else 3, torch.device("cpu"))
+    result: dict[str, object] = {}
+    for name, values in times.items():
+        result.update(spread_keys(name, values))
+    result.update(ratio_keys("conv_packed_over_float", times["conv_packed_ensemble10_s"],
+                             times["conv_float_ensemble10_s"]))
+    return result
+
+
 SWEEP_DRAWS, SWEEP_POINTS, SWEEP_STEPS = 10, 200, 100
 
 
@@ -685,6 +710,9 @@ ROWS = [
     ("packed_spike_density", "spikes per neuron per step, per layer"),
     ("packed_input_density", "  the inputs'"),
     ("packed_change_rate", "spikes that differ from the step before, per neuron per step, per layer"),
+    ("conv_packed_ensemble10_s", "packed engine, conv network on digits-dvs: K=10 ensemble, 359 points (s)"),
+    ("conv_float_ensemble10_s", "  the float path, alternating (s)"),
+    ("conv_packed_over_float", "  packed / float path"),
     ("recurrence_library_ms", "one layer's recurrences, as the library runs them (ms)"),
     ("recurrence_pytorch_loops_ms", "  the same as PyTorch loops (ms)"),
     ("recurrence_library_over_pytorch_loops", "  library / PyTorch loops"),
@@ -740,6 +768,7 @@ def main(argv: list[str] | None = None) -> None:
         pyro_cost,
         ensemble_times,
         packed_times,
+        packed_conv_times,
         packed_sweep,
         scaling,
     ]

@@ -124,6 +124,20 @@ def test_event_counts_above_one_match_the_float_path():
     _assert_packed_equals_float(net, x, 2)
 
 
+@pytest.mark.parametrize("conv", [True, False])
+def test_counts_held_for_runs_move_the_carried_drive_exactly(conv):
+    """Counts that stay for several steps and then change by any amount (3 -> 1, 0 -> 2, ...): the
+    event kernels carry the drive from the step before and add the changes times the weights."""
+    generator = torch.Generator().manual_seed(7)
+    held = torch.randint(0, 4, (5, 6, 1, 2, 6, 6), generator=generator).float().expand(5, 6, 4, 2, 6, 6)
+    x = held.reshape(5, 24, 2, 6, 6)
+    if conv:
+        net = ConvSpikingNet((2, 6, 6), channels=(3, 4), num_classes=2, pool=1, dense=(6,))
+    else:
+        net, x = SpikingMLP(72, (30, 20), 2), x.flatten(2)
+    _assert_packed_equals_float(net, x, 2)
+
+
 def test_inputs_of_any_whole_number_dtype_and_none_at_all():
     """Counts as uint8, bool, int64 or a numpy array give the float32 spikes' readouts; no
     sequences give none; what is not spikes is refused in one line."""

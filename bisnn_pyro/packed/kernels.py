@@ -6,7 +6,9 @@ summed in one of three ways (``dense_events``, ``dense_network_popcount`` and
 ``dense_network_changes``; ``conv_events`` for convolutions):
 
 * event-driven: for each input that spiked, add its row of +-1 weights (int8, the output neurons
-  contiguous, so the additions vectorise across neurons): work proportional to the input spikes;
+  contiguous, so the additions vectorise across neurons) times its count, or, at a step where fewer
+  inputs changed than spiked, move the last step's drive by the changes (``_carry_drive``): work
+  proportional to the input spikes or their changes, whichever is less;
 * bit counts: with the +1 weights of each 64 inputs in one machine word per output neuron,
   D = 2 popcount(b & s) - popcount(s): work proportional to the fan-in / 64;
 * changes: D_t = D_(t-1) + sum over the inputs that turned on of their rows - sum over those that
@@ -120,12 +122,29 @@ def _fire(drive, p, q, r, s, spikes, scale, bias, a, b, c, threshold):
         spikes[o] = np.uint8(spike)
 
 
+@_njit(inline="always", **_JIT)
+def _carry_drive(inputs, kin, n, t):
+    """Whether to move step t - 1's drive by the inputs whose count changed (``inputs[kin, n, t]``
+    against ``inputs[kin, n, t - 1]``, the change times each one's weights) rather than sum it
+    afresh over the inputs that spiked: whichever touches fewer inputs.  Both give the same whole
+    numbers; spikes that come in runs change less often than they occur."""
+    if t == 0:
+        return False
+    active, changed = 0, 0
+    for j in range(inputs.shape[3]):
+        now = inputs[kin, n, t, j]
+        active += now != 0
+        changed += now != inputs[kin, n, t - 1, j]
+    return changed < active
+
+
 @_njit(parallel=True, **_JIT)
 def dense_events(inputs, weights, scale, bias, a, b, c, threshold, spikes):
     """A dense layer over every step: ``inputs`` (S_in, B, T, F_in) uint8 with S_in = 1 (shared by
     the draws) or S, ``weights`` (S, F_in, F_out) int8 (row j: input j's weights to every output),
     ``spikes`` (S, B, T, F_out) uint8 receives the output spikes; drives summed over the inputs
-    that spiked (``inputs`` may hold whole-number counts)."""
+    that spiked, or moved by those that changed (``_carry_drive``; ``inputs`` may hold whole-number
+    counts)."""
     draws, fan_in, fan_out = weights.shape
     shared, batch, steps = inputs.shape[0] == 1, inputs.shape[1], inputs.shape[2]
     for job in prange(draws * batch):
@@ -133,16 +152,19 @@ def dense_events(inputs, weights, scale, bias, a, b, c, threshold, spikes):
         kin = 0 if shared else k
         p, q = np.zeros(fan_out, np.float32), np.zeros(fan_out, np.float32)
         r, s = np.zeros(fan_out, np.float32), np.zeros(fan_out, np.float32)
-        drive = np.empty(fan_out, np.int32)
+        drive = np.zeros(fan_out, np.int32)
         fired = np.empty(fan_out, np.uint8)
         for t in range(steps):
-            for o in range(fan_out):
-                drive[o] = 0
+            carry = _carry_drive(inputs, kin, n, t)
+            if not carry:
+                drive[:] = 0
             for j in range(fan_in):
-                count = np.int32(inputs[kin, n, t, j])
-                if count:
+                amount = np.int32(inputs[kin, n, t, j])
+                if carry:
+                    amount -= np.int32(inputs[kin, n, t - 1, j])
+                if amount:
                     for o in range(fan_out):
-                        drive[o] += count * weights[k, j, o]
+                        drive[o] += amount * weights[k, j, o]
             _fire(drive, p, q, r, s, fired, scale, bias, a, b, c, threshold)
             for o in range(fan_out):
                 spikes[k, n, t, o] = fired[o]
@@ -351,40 +373,44 @@ def dense_network_changes(inputs, rows, negated, zero_row, sources, layers_at, s
 
 
 @_njit(parallel=True, **_JIT)
-def conv_events(inputs, weights, padding, scale, bias, a, b, c, threshold, spikes):
-    """A "same" convolution (stride 1) over every step: ``inputs`` (S_in, B, T, C, H, W) uint8,
-    ``weights`` (S, C, k, k, O) int8 (the output channels contiguous), ``spikes``
-    (S, B, T, O, H, W) uint8 receives the output spikes; each input that spiked adds its weights to
-    the k x k outputs it reaches."""
+def conv_events(inputs, height, width, weights, padding, scale, bias, a, b, c, threshold, spikes):
+    """A "same" convolution (stride 1) over every step: ``inputs`` (S_in, B, T, C * H * W) uint8
+    (frames C x H x W flattened), ``weights`` (S, C, k, k, O) int8 (the output channels
+    contiguous), ``spikes`` (S, B, T, O, H, W) uint8 receives the output spikes; each input that
+    spiked adds its weights to the k x k outputs it reaches, or each that changed adds the change
+    times them to the drive carried from the step before (``_carry_drive``)."""
     draws, channels, size, _, out_channels = weights.shape
     shared, batch, steps = inputs.shape[0] == 1, inputs.shape[1], inputs.shape[2]
-    height, width = inputs.shape[4], inputs.shape[5]
     neurons = height * width * out_channels
     for job in prange(draws * batch):
         k, n = job // batch, job % batch
         kin = 0 if shared else k
         p, q = np.zeros(neurons, np.float32), np.zeros(neurons, np.float32)
         r, s = np.zeros(neurons, np.float32), np.zeros(neurons, np.float32)
-        drive = np.empty(neurons, np.int32)  # (y, x, o): the output channels contiguous
+        drive = np.zeros(neurons, np.int32)  # (y, x, o): the output channels contiguous
         fired = np.empty(neurons, np.uint8)
+        flat_weights = weights.reshape(-1)
         channel_bias = np.empty(neurons, np.float32)
         for i in range(neurons):
             channel_bias[i] = bias[i % out_channels]
         for t in range(steps):
-            for i in range(neurons):
-                drive[i] = 0
-            for ci in range(channels):
-                for yi in range(height):
-                    for xi in range(width):
-                        count = np.int32(inputs[kin, n, t, ci, yi, xi])
-                        if count == 0:
-                            continue
-                        for ky in range(max(0, yi + padding - height + 1), min(size, yi + padding + 1)):
-                            y = yi - ky + padding
-                            for kx in range(max(0, xi + padding - width + 1), min(size, xi + padding + 1)):
-                                base = (y * width + xi - kx + padding) * out_channels
-                                for o in range(out_channels):
-                                    drive[base + o] += count * weights[k, ci, ky, kx, o]
+            carry = _carry_drive(inputs, kin, n, t)
+            if not carry:
+                drive[:] = 0
+            for j in range(channels * height * width):
+                amount = np.int32(inputs[kin, n, t, j])
+                if carry:
+                    amount -= np.int32(inputs[kin, n, t - 1, j])
+                if amount == 0:
+                    continue
+                ci, yi, xi = j // (height * width), (j // width) % height, j % width
+                for ky in range(max(0, yi + padding - height + 1), min(size, yi + padding + 1)):
+                    y = yi - ky + padding
+                    for kx in range(max(0, xi + padding - width + 1), min(size, xi + padding + 1)):
+                        at = np.uint64((y * width + xi - kx + padding) * out_channels)
+                        row = np.uint64((((k * channels + ci) * size + ky) * size + kx) * out_channels)
+                        for o in range(np.uint64(out_channels)):  # unsigned: no check for negative indices
+                            drive[at + o] += amount * flat_weights[row + o]
             _fire(drive, p, q, r, s, fired, scale, channel_bias, a, b, c, threshold)
             for y in range(height):
                 for xo in range(width):

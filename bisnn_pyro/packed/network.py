@@ -265,12 +265,14 @@ class PackedNetwork:
         out = np.empty((self.draws, batch, len(self.layers), steps, self.num_classes), np.float32)
         for index, layer in enumerate(self.layers):
             synapse = (np.float32(layer.scale), layer.bias_or_zeros(), *constants)
+            flat = inputs.reshape(*inputs.shape[:3], -1)  # (S_in, B, T, features)
             if layer.kind == "conv":
-                spikes = np.empty((self.draws, batch, steps, layer.weights.shape[-1], *inputs.shape[-2:]), np.uint8)
-                kernels.conv_events(inputs, layer.weights, layer.weights.shape[2] // 2, *synapse, spikes)
+                height, width = inputs.shape[-2:]
+                spikes = np.empty((self.draws, batch, steps, layer.weights.shape[-1], height, width), np.uint8)
+                kernels.conv_events(flat, height, width, layer.weights, layer.weights.shape[2] // 2, *synapse, spikes)
             else:
                 spikes = np.empty((self.draws, batch, steps, layer.weights.shape[-1]), np.uint8)
-                kernels.dense_events(inputs.reshape(*inputs.shape[:3], -1), layer.weights, *synapse, spikes)
+                kernels.dense_events(flat, layer.weights, *synapse, spikes)
             pooled = _max_pool(spikes, layer.pool)
             logits = np.empty((self.draws, batch, steps, self.num_classes), np.int32)
             kernels.readout_counts(pooled.reshape(*pooled.shape[:3], -1), layer.readout, logits)
