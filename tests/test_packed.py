@@ -130,7 +130,11 @@ def test_counts_held_for_runs_move_the_carried_drive_exactly(conv):
     event kernels carry the drive from the step before and add the changes times the weights."""
     generator = torch.Generator().manual_seed(7)
     held = torch.randint(0, 4, (5, 6, 1, 2, 6, 6), generator=generator).float().expand(5, 6, 4, 2, 6, 6)
-    x = held.reshape(5, 24, 2, 6, 6)
+    steps = [torch.randint(0, 4, (5, 2, 6, 6), generator=generator).float()]
+    for _ in range(23):  # a tenth of the counts change at each step, by any amount: the carry path every step
+        fresh = torch.randint(0, 4, (5, 2, 6, 6), generator=generator).float()
+        steps.append(torch.where(torch.rand(5, 2, 6, 6, generator=generator) < 0.1, fresh, steps[-1]))
+    x = torch.cat([held.reshape(5, 24, 2, 6, 6), torch.stack(steps, dim=1)])
     if conv:
         net = ConvSpikingNet((2, 6, 6), channels=(3, 4), num_classes=2, pool=1, dense=(6,))
     else:

@@ -7,8 +7,9 @@ summed in one of three ways (``dense_events``, ``dense_network_popcount`` and
 
 * event-driven: for each input that spiked, add its row of +-1 weights (int8, the output neurons
   contiguous, so the additions vectorise across neurons) times its count, or, at a step where fewer
-  inputs changed than spiked, move the last step's drive by the changes (``_carry_drive``): work
-  proportional to the input spikes or their changes, whichever is less;
+  inputs changed than spiked, move the last step's drive by the changes (``_carry_drive``): the
+  additions are proportional to the input spikes or their changes, whichever is less (every input
+  is still read to find them);
 * bit counts: with the +1 weights of each 64 inputs in one machine word per output neuron,
   D = 2 popcount(b & s) - popcount(s): work proportional to the fan-in / 64;
 * changes: D_t = D_(t-1) + sum over the inputs that turned on of their rows - sum over those that

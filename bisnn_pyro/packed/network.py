@@ -128,8 +128,9 @@ class PackedNetwork:
         ``"changes"`` runs a network of dense layers on 0/1 spikes, all its layers at each step,
         with each layer's drive carried from step to step and moved by the inputs whose spike
         changed; ``"popcount"`` runs the same networks by bit counts; ``"events"`` runs each layer
-        over all steps in turn, summing the drives over the inputs that spiked (dense or conv
-        layers; inputs may count events); ``"auto"`` takes changes where they apply, else events."""
+        over all steps in turn, summing the drives over the inputs that spiked, or moving the last
+        step's by those that changed where they are fewer (dense or conv layers; inputs may count
+        events); ``"auto"`` takes changes where they apply, else events."""
         x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
         reason = inputs_problem(x, self.input_shape)
         if reason:
