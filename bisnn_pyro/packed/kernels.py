@@ -342,15 +342,15 @@ def _sequence_by_changes(x, rows, negated, zero_row, sources, layers_at, scales,
 
 
 @_njit(parallel=True, **_JIT)
-def dense_network_changes(inputs, rows, negated, zero_row, sources, layers_at, scales, biases, a, b, c, threshold,
+def dense_network_changes(inputs, rows, negated, sources, layers_at, scales, biases, a, b, c, threshold,
                           readout_scales, sums_dtype, sums_size, out):
     """A network of dense layers over every step by the changes of the spikes, each layer's drive
     and readout carried from step to step as whole numbers in ``sums`` (int16 or int32, each
     sequence its own): ``inputs`` (B, T, F_in) 0/1 uint8 shared by the draws; ``rows`` (S, total)
     int8 holding, for each source of spikes (the inputs, then each layer), one row of +-1 weights
     per spiking unit: to the next layer's neurons and then, for a layer, to its readout's classes;
-    then, from ``negated``, the same rows negated, and at ``zero_row`` a row of zeros as wide as
-    the widest;
+    then, from ``negated``, the same rows negated, and from 2 ``negated`` a row of zeros as wide
+    as the widest;
     ``sources[i]`` = (units, offset of its rows, row width, offset in ``sums`` its rows add to,
     offset of its last spikes' words) for i = 0 (the inputs) and 1 + l (layer l);
     ``layers_at[l]`` = (neurons, offset of its neurons, offset of its drive in ``sums``, offset of
@@ -367,9 +367,9 @@ def dense_network_changes(inputs, rows, negated, zero_row, sources, layers_at, s
         sums, last = np.empty(sums_size, sums_dtype), np.empty(words, np.uint64)
         offsets = np.empty(widest + 4, np.uint64)  # the changes of one source, padded to a multiple of 4
         logits = np.empty((layers, steps, classes), np.float32)
-        _sequence_by_changes(inputs[n], rows[k], np.uint64(negated), np.uint64(zero_row), sources, layers_at, scales,
-                             biases, a, b, c, threshold, readout_scales, p, q, r, s, sums, frame, last, offsets,
-                             logits)
+        _sequence_by_changes(inputs[n], rows[k], np.uint64(negated), np.uint64(2 * negated), sources, layers_at,
+                             scales, biases, a, b, c, threshold, readout_scales, p, q, r, s, sums, frame, last,
+                             offsets, logits)
         out[k, n] = logits
 
 

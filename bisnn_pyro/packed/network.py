@@ -90,7 +90,7 @@ class PackedNetwork:
     @classmethod
     def from_network(cls, net: torch.nn.Module, weights: Sequence[torch.Tensor]) -> "PackedNetwork":
         """``net`` (a ``DecolleNetwork``) with ``weights``, one tensor per layer with a leading draw
-        dimension K, every entry +-1; ValueError naming what does not fit."""
+        dimension K, every entry +-1; ``CompositionError`` naming what does not fit."""
         reason = network_problem(net) or weights_problem(net, weights)
         if reason:
             raise CompositionError(reason)
@@ -181,9 +181,9 @@ class PackedNetwork:
 
         out = self._readouts_array(counts)
         kernels.dense_network_changes(
-            counts.reshape(*counts.shape[:2], -1), layout.rows, layout.negated, layout.zero_row, layout.sources,
-            layout.layers_at, layout.scales, layout.biases, *self._constants(), layout.readout_scales,
-            layout.sums_dtype, layout.sums_size, out,
+            counts.reshape(*counts.shape[:2], -1), layout.rows, layout.negated, layout.sources, layout.layers_at,
+            layout.scales, layout.biases, *self._constants(), layout.readout_scales, layout.sums_dtype,
+            layout.sums_size, out,
         )
         return out
 
@@ -218,7 +218,6 @@ class PackedNetwork:
         return ChangeLayout(
             np.concatenate([rows, -rows, np.zeros((draws, widest_row), np.int8)], axis=1),
             rows.shape[1],
-            2 * rows.shape[1],
             np.array(sources, np.int64),
             np.array(layers_at, np.int64),
             scales,
@@ -263,7 +262,7 @@ class PackedNetwork:
         constants = self._constants()
         batch, steps = counts.shape[:2]
         inputs = counts[None]  # (1, B, T, *input_shape): one input for every draw
-        out = np.empty((self.draws, batch, len(self.layers), steps, self.num_classes), np.float32)
+        out = self._readouts_array(counts)
         for index, layer in enumerate(self.layers):
             synapse = (np.float32(layer.scale), layer.bias_or_zeros(), *constants)
             flat = inputs.reshape(*inputs.shape[:3], -1)  # (S_in, B, T, features)
@@ -287,7 +286,6 @@ class ChangeLayout(NamedTuple):
 
     rows: np.ndarray
     negated: int
-    zero_row: int
     sources: np.ndarray
     layers_at: np.ndarray
     scales: np.ndarray
