@@ -163,3 +163,33 @@ def test_an_error_every_process_meets_is_said_once(tmp_path):
     )
     assert result.returncode != 0 and result.stderr.count("bisnn-pyro: error:") == 1
     assert "needs minibatches of >= 2 examples" in result.stderr
+
+
+def test_closing_stops_the_process_groups_threads(tmp_path):
+    """After ``close`` no gloo thread runs, though the optimiser was built (importing
+    ``torch.distributed.nn``) after the group was joined: a group still alive at the interpreter's
+    exit takes its threads into the exit, which now and then aborts the process (SIGABRT,
+    "terminate called without an active exception") after a run that trained correctly."""
+    script = (
+        "import pathlib, torch\n"
+        "from bisnn_pyro.inference.distributed import DataParallel\n"
+        "parallel = DataParallel.from_environment()\n"
+        "torch.optim.Adam([torch.nn.Parameter(torch.ones(2))])\n"
+        "def threads():\n"
+        "    return [p.read_text().strip() for p in pathlib.Path('/proc/self/task').glob('*/comm')]\n"
+        "assert any('gloo' in name for name in threads()), threads()\n"
+        "parallel.close()\n"
+        "print(sorted(threads()))\n"
+    )
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "gloo" not in done.stdout, done.stdout
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -28,6 +28,7 @@ each optimiser step.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Iterable
@@ -67,6 +68,10 @@ class DataParallel:
             )
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # "cuda" is then this process's GPU
+        # torch.distributed.nn binds the world group into its functions' defaults when imported; imported
+        # after the group exists (torch.optim imports it), it would keep the group, and its gloo threads,
+        # alive past destroy_process_group into the interpreter's exit, which now and then aborts there
+        importlib.import_module("torch.distributed.nn")
         if not dist.is_initialized():  # gradients on the GPU go through NCCL, the scalars it agrees on through gloo
             dist.init_process_group("cpu:gloo,cuda:nccl" if device == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size())
