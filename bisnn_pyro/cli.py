@@ -112,8 +112,11 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set", allow_abbrev=False)
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--mode", choices=MODES, default="ensemble")
-    evaluate.add_argument("--samples", type=_at_least_one, default=None, help="ensemble size K (default: the run's)")
+    evaluate.add_argument("--mode", choices=MODES, default=None,
+                          help="default: ensemble, or map where the guide is a point estimate (straight-through, "
+                               "auto-delta), or ensemble with --samples")
+    evaluate.add_argument("--samples", type=_at_least_one, default=None,
+                          help="ensemble size K (default: the run's); given alone, it means --mode ensemble")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
     evaluate.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
@@ -334,14 +337,7 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
         print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
-def _refuse_draws_of_one_network(mode: str, samples: int | None) -> None:
-    """--samples with a mode that predicts with one network (map, mean) would be ignored: refuse it."""
-    if mode != "ensemble" and samples is not None:
-        raise ConfigError(f"--samples K counts an ensemble of K draws; --mode {mode} has one network")
-
-
 def _evaluate(args: argparse.Namespace) -> None:
-    _refuse_draws_of_one_network(args.mode, args.samples)
     run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
@@ -363,7 +359,6 @@ def _cost(args: argparse.Namespace) -> None:
 
     energies = parse_energy(args.energy)
     mode = args.mode or ("ensemble" if args.samples is not None else "map")
-    _refuse_draws_of_one_network(mode, args.samples)
     run = open_run(args.run_dir, args.device)
     cost = run_cost(run, mode, args.samples, energies=energies, ann_passes=args.ann_passes,
                     all_readouts=args.all_readouts)

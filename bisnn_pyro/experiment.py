@@ -237,17 +237,40 @@ class Run:
             },
         )
 
-    def evaluate(self, mode: str = "ensemble", samples: int | None = None, engine: str = "auto") -> dict[str, Any]:
-        """accuracy, nll, brier, ece of ``mode`` on the held-out test set (``engine``: ``"auto"``,
-        ``"float"`` or ``"packed"``, as in ``BayesianSNN.readouts_with``; the same scores from each)."""
-        samples = self.config.samples if samples is None else samples
+    def prediction_draws(self, mode: str | None = None, samples: int | None = None) -> tuple[str, int]:
+        """The prediction mode and number of weight draws that ``mode`` and ``samples`` ask of this run.
+
+        ``mode`` defaults to the run's first of ``modes`` (the ensemble, or the MAP for a
+        point-estimate guide), or to ``"ensemble"`` where only ``samples`` is given; an ensemble's
+        ``samples`` default to the run's K.  Refused: ``samples`` with a mode of one network (map,
+        mean), and an ensemble of a point-estimate guide, whose draws are all one network."""
+        if mode is None:
+            mode = "ensemble" if samples is not None else self.modes[0]
         try:
-            check_mode(mode, samples)
+            check_mode(mode, 1 if samples is None else samples)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        if mode != "ensemble":
+            if samples is not None:
+                raise ConfigError(
+                    f"samples={samples} counts an ensemble's draws, but mode {mode!r} predicts with one network"
+                )
+            return mode, 1
+        guide = part("guide", self.config.guide)
+        if guide.point_estimate:
+            raise ConfigError(
+                f"{self.directory}: the {guide.name} guide is a point estimate, so its draws are all one network; "
+                "mode 'map' predicts with it"
+            )
+        return mode, self.config.samples if samples is None else samples
+
+    def evaluate(self, mode: str | None = None, samples: int | None = None, engine: str = "auto") -> dict[str, Any]:
+        """accuracy, nll, brier, ece of ``mode`` on the held-out test set (``mode`` and ``samples`` as
+        in ``prediction_draws``; ``engine``: ``"auto"``, ``"float"`` or ``"packed"``, as in
+        ``BayesianSNN.readouts_with``; the same scores from each)."""
+        mode, samples = self.prediction_draws(mode, samples)
         draw_probs, labels, engines = self._test_predictions(mode, samples, engine=engine)
-        used = samples if mode == "ensemble" else 1
-        scores = {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": used, "n": len(labels)}
+        scores = {**summary(draw_probs.mean(0), labels), "mode": mode, "samples": samples, "n": len(labels)}
         return {**scores, "engine": engines.pop() if len(engines) == 1 else "mixed"}
 
     def prediction_weights(self, mode: str, samples: int) -> dict[str, torch.Tensor]:

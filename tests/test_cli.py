@@ -44,6 +44,25 @@ def test_evaluate_json(trained_run, capsys):
     assert json.loads(out)["samples"] == 1
 
 
+def test_evaluate_scores_the_runs_own_predictor_by_default(trained_run, tmp_path, capsys):
+    """A Bayesian run's default is its ensemble of the run's K; a point-estimate guide's (ST-BiSNN,
+    full precision) is its MAP, and an ensemble of it (K copies of one network) is refused in
+    evaluate, cost and export alike; --samples alone asks for an ensemble."""
+    scores = json.loads(run_cli(capsys, "evaluate", str(trained_run), "--json")[1])
+    assert (scores["mode"], scores["samples"]) == ("ensemble", 10)
+    ste = tmp_path / "ste"
+    assert main(["train", "--out", str(ste), "--rule", "ste", "--train-size", "100", "--test-size", "40", *TINY]) == 0
+    capsys.readouterr()
+    scores = json.loads(run_cli(capsys, "evaluate", str(ste), "--json")[1])
+    assert (scores["mode"], scores["samples"]) == ("map", 1)
+    point_estimate = "the straight-through guide is a point estimate, so its draws are all one network"
+    for argv in (["evaluate", "--mode", "ensemble"], ["evaluate", "--samples", "3"], ["cost", "--samples", "3"],
+                 ["export", "--samples", "3", "--out", str(tmp_path / "p.npz")]):
+        code, out, err = run_cli(capsys, argv[0], str(ste), *argv[1:])
+        assert code == 2 and out == "" and point_estimate in err and err.count("\n") == 1, argv
+    assert not (tmp_path / "p.npz").exists()
+
+
 def test_existing_run_is_not_overwritten(trained_run, capsys):
     before = (trained_run / "checkpoint.pt").read_bytes()
     code, _, err = run_cli(capsys, "train", "--out", str(trained_run), *TINY)

@@ -235,27 +235,31 @@ def test_cost_command_prints_one_json_object(runs, capsys):
     for row in cost["layers"]:
         assert {"synops", "spikes_per_neuron_step", "weight_bits", "fp_snn_macs", "ann_macs", "energy_pj"} <= row.keys()
     assert cost["energy_pj"] > 0 and cost["layers"][0]["weight_bits"] == 20 * 12
-    code, out, _ = cli(capsys, "cost", runs / "fp", "--json", "--mode", "ensemble", "--samples", "2")
+    code, out, _ = cli(capsys, "cost", runs / "bayes", "--json", "--samples", "2")
+    assert (json.loads(out)["mode"], json.loads(out)["samples"]) == ("ensemble", 2)
+    code, out, _ = cli(capsys, "cost", runs / "fp", "--json")
     fp = json.loads(out)
-    assert (fp["weights"], fp["samples"], fp["layers"][0]["weight_bits"]) == ("float32", 2, 32 * 20 * 12)
+    assert (fp["weights"], fp["samples"], fp["layers"][0]["weight_bits"]) == ("float32", 1, 32 * 20 * 12)
     code, out, _ = cli(capsys, "cost", runs / "bayes", "--energy", "int_add=0.03")
     assert code == 0 and "layer 0" in out and "int_add 0.03" in out and "<- this network" in out
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    "rule, argv, message",
     [
-        (["--energy", "bogus=1"], "unknown energy constant 'bogus'"),
-        (["--energy", "int_add=abc"], "is not a number"),
-        (["--energy", "int_add"], "expected NAME=PJ"),
-        (["--energy", "int_add=-1"], "finite number of pJ >= 0"),
-        (["--mode", "ensemble", "--samples", "0"], "argument --samples: expected a whole number >= 1, got 0"),
-        (["--ann-passes", "0"], "argument --ann-passes: expected a whole number >= 1, got 0"),
-        (["--mode", "mean"], "invalid choice"),
+        ("bayes", ["--energy", "bogus=1"], "unknown energy constant 'bogus'"),
+        ("bayes", ["--energy", "int_add=abc"], "is not a number"),
+        ("bayes", ["--energy", "int_add"], "expected NAME=PJ"),
+        ("bayes", ["--energy", "int_add=-1"], "finite number of pJ >= 0"),
+        ("bayes", ["--mode", "ensemble", "--samples", "0"], "argument --samples: expected a whole number >= 1, got 0"),
+        ("bayes", ["--ann-passes", "0"], "argument --ann-passes: expected a whole number >= 1, got 0"),
+        ("bayes", ["--mode", "mean"], "invalid choice"),
+        ("bayes", ["--mode", "map", "--samples", "2"], "samples=2 counts an ensemble's draws, but mode 'map' predicts"),
+        ("fp", ["--samples", "2"], "the auto-delta guide is a point estimate, so its draws are all one network"),
     ],
 )
-def test_cost_command_errors_in_one_line(runs, capsys, argv, message):
-    code, out, err = cli(capsys, "cost", runs / "bayes", *argv)
+def test_cost_command_errors_in_one_line(runs, capsys, rule, argv, message):
+    code, out, err = cli(capsys, "cost", runs / rule, *argv)
     assert code == 2 and out == "" and err.startswith("bisnn-pyro: error:") and message in err
     assert len(err.strip().splitlines()) == 1
 

@@ -67,7 +67,7 @@ from ..adapters.pyro_internals import local_params
 from ..config.options import closest
 from ..data import SpikeDataset
 from ..errors import ConfigError
-from ..inference.predict import check_mode, point_weights
+from ..inference.predict import point_weights
 from ..models.conv import BinaryConv2d, max_pool
 from ..models.layers import BinaryLinear
 from ..models.neurons import LIFState, lif_drive_step_
@@ -490,17 +490,12 @@ def run_cost(
     make next (as ``Run.test_predictions``); adds ``run``, ``rule`` and ``mode``."""
     if mode not in COST_MODES:
         raise ConfigError(f"cost mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
-    samples = run.config.samples if samples is None else samples
-    try:
-        check_mode(mode, samples)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    draws = samples if mode == "ensemble" else 1
+    mode, draws = run.prediction_draws(mode, samples)
     run.check_prediction_memory(draws, batch_size)
     example = run.test.x[:1] if isinstance(run.test, SpikeDataset) else run.test[0][0].unsqueeze(0)
     if mode == "ensemble":
         with run.trainer.draws.forked():
-            sites = run.bsnn.draw_weights(example, samples)
+            sites = run.bsnn.draw_weights(example, draws)
     else:
         sites = point_weights(run.bsnn.guide, "map")
     net = run.bsnn.net

@@ -242,8 +242,7 @@ def export_packed(run, path: str | Path, mode: str = "map", samples: int | None 
     default the run's K: the draws ``run.evaluate`` scores) to ``path`` as a packed file."""
     if mode not in ("map", "ensemble"):
         raise ConfigError(f"unknown export mode {mode!r}; expected 'map' or 'ensemble'")
-    samples = run.config.samples if samples is None else samples
-    weights = run.prediction_weights(mode, samples)
+    weights = run.prediction_weights(*run.prediction_draws(mode, samples))
     network, reason = run.bsnn.packed_network({k: v.cpu() for k, v in weights.items()})
     if network is None:
         raise ConfigError(f"{run.directory} cannot be packed: {reason}")
