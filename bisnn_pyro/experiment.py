@@ -307,7 +307,7 @@ class Run:
                 labels.append(yb)
                 engines.add(used)
         except CompositionError as error:  # the packed engine, asked for, cannot run this run
-            raise ConfigError(f"--engine {engine}: {error}") from None
+            raise ConfigError(f"engine {engine!r}: {error}") from None
         return torch.cat(probs, dim=1), torch.cat(labels), engines
 
     def check_prediction_memory(self, samples: int, batch_size: int = 500, points: int | None = None) -> None:

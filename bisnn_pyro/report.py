@@ -101,7 +101,7 @@ def report_run(run: Run, name: str, out: Path, samples: int, resolution: int, en
         try:
             return _report_run(run, name, out, samples, resolution, engine)
         except CompositionError as error:  # the packed engine, asked for, cannot run this run
-            raise ConfigError(f"{name}: --engine {engine}: {error}") from None
+            raise ConfigError(f"{name}: engine {engine!r}: {error}") from None
 
 
 def _report_run(run: Run, name: str, out: Path, samples: int, resolution: int, engine: str) -> RunReport:
