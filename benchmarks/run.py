@@ -9,7 +9,8 @@ as the ``bisnn-pyro`` command does); the row below the sequence epoch is the tim
 check); ``--json`` writes the numbers, including the keys epoch_s_sequence, epoch_s_online,
 pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction (the float path), and the
 packed 1-bit engine's packed_ensemble10_s, packed_over_float_ensemble, packed_over_dense_matmul,
-packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density, packed_change_rate and
+packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density, packed_change_rate,
+independent_changes_over_popcount (auto's method against bit counts on inputs drawn afresh each step) and
 packed_sweep (one dense layer by width, input spike density and rate of change: where each of the
 engine's methods wins and where not), and conv_packed_over_float (the convolutional network on the
 offline event-camera digits).  The packed
@@ -345,11 +346,15 @@ def dense_products(bsnn, draws: dict[str, torch.Tensor], x: torch.Tensor, chunk:
     return products
 
 
+INDEPENDENT_DENSITY = 0.45  # inputs of the packed section's method check: each step drawn afresh
+
+
 def packed_times(args, device) -> dict[str, object]:
     """The packed 1-bit engine against the float path on the ensemble section's network and data
     (one training epoch, the same K = 10 draws over the 1,000 test points, and the MAP network),
     alternating with the float path's dense products alone at its shapes; the packed weights'
-    bytes against float32, and the spike densities that decide the engine's work.  On the CPU
+    bytes against float32, and the spike densities that decide the engine's work; and the
+    changes method (auto's) against bit counts on inputs whose steps are independent.  On the CPU
     whatever ``--device`` (the packed engine runs there), numba on PyTorch's thread count.  The
     packed timings include packing the weights, as each ``readouts_with(..., engine="packed")`` does."""
     from bisnn_pyro.packed.file import weight_bytes
@@ -372,6 +377,11 @@ def packed_times(args, device) -> dict[str, object]:
         "float_map_s": lambda: bsnn.readouts_with(map_weights, x, engine="float"),
         "packed_map_s": lambda: bsnn.readouts_with(map_weights, x, engine="packed"),
     }
+    # auto's choice where the inputs' steps are independent (half of them change each step)
+    independent = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < INDEPENDENT_DENSITY).to(x.dtype)
+    if network.all_dense:
+        for method in ("changes", "popcount"):
+            variants[f"independent_{method}_s"] = partial(network.readouts, independent, method=method)
     with numba_threads_as_torch():
         times = alternating_times(variants, 1 if args.quick else 5, cpu, warm=("float_ensemble10_s",))
     result: dict[str, object] = {}
@@ -380,6 +390,12 @@ def packed_times(args, device) -> dict[str, object]:
     result.update(ratio_keys("packed_over_float_ensemble", times["packed_ensemble10_s"], times["float_ensemble10_s"]))
     result.update(ratio_keys("packed_over_dense_matmul", times["packed_ensemble10_s"], times["dense_matmul_s"]))
     result.update(ratio_keys("packed_map_over_float_map", times["packed_map_s"], times["float_map_s"]))
+    if network.all_dense:
+        result.update(
+            ratio_keys("independent_changes_over_popcount", times["independent_changes_s"],
+                       times["independent_popcount_s"])
+        )
+        result["independent_change_rate"] = change_rates(network, independent)
     result.update(
         {
             "packed_method": network.method_for(x),
@@ -710,6 +726,8 @@ ROWS = [
     ("packed_spike_density", "spikes per neuron per step, per layer"),
     ("packed_input_density", "  the inputs'"),
     ("packed_change_rate", "spikes that differ from the step before, per neuron per step, per layer"),
+    ("independent_changes_over_popcount", f"  inputs independent step to step ({INDEPENDENT_DENSITY}): changes / bits"),
+    ("independent_change_rate", "    its spikes that differ from the step before, per layer"),
     ("conv_packed_ensemble10_s", "packed engine, conv network on digits-dvs: K=10 ensemble, 359 points (s)"),
     ("conv_float_ensemble10_s", "  the float path, alternating (s)"),
     ("conv_packed_over_float", "  packed / float path"),
