@@ -10,7 +10,8 @@ check); ``--json`` writes the numbers, including the keys epoch_s_sequence, epoc
 pyro_over_torch, ensemble10_s, ensemble10_over_map and matmul_fraction (the float path), and the
 packed 1-bit engine's packed_ensemble10_s, packed_over_float_ensemble, packed_over_dense_matmul,
 packed_map_over_float_map, packed_weight_bytes_ratio, packed_spike_density, packed_change_rate,
-independent_changes_over_popcount (auto's method against bit counts on inputs drawn afresh each step) and
+independent_changes_over_popcount and independent_change_rate (auto's method against bit counts on
+inputs drawn afresh each step) and
 packed_sweep (one dense layer by width, input spike density and rate of change: where each of the
 engine's methods wins and where not), and conv_packed_over_float (the convolutional network on the
 offline event-camera digits).  The packed
@@ -726,7 +727,9 @@ ROWS = [
     ("packed_spike_density", "spikes per neuron per step, per layer"),
     ("packed_input_density", "  the inputs'"),
     ("packed_change_rate", "spikes that differ from the step before, per neuron per step, per layer"),
-    ("independent_changes_over_popcount", f"  inputs independent step to step ({INDEPENDENT_DENSITY}): changes / bits"),
+    ("independent_changes_s", f"  inputs drawn afresh each step ({INDEPENDENT_DENSITY}): changes (s)"),
+    ("independent_popcount_s", "    bit counts (s)"),
+    ("independent_changes_over_popcount", "    changes / bit counts"),
     ("independent_change_rate", "    its spikes that differ from the step before, per layer"),
     ("conv_packed_ensemble10_s", "packed engine, conv network on digits-dvs: K=10 ensemble, 359 points (s)"),
     ("conv_float_ensemble10_s", "  the float path, alternating (s)"),

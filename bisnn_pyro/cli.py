@@ -113,8 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="score a run on its held-out test set", allow_abbrev=False)
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--mode", choices=MODES, default=None,
-                          help="default: ensemble, or map where the guide is a point estimate (straight-through, "
-                               "auto-delta), or ensemble with --samples")
+                          help="default: the run's own predictor, its ensemble, or map where the guide is a "
+                               "point estimate (straight-through, auto-delta)")
     evaluate.add_argument("--samples", type=_at_least_one, default=None,
                           help="ensemble size K (default: the run's); given alone, it means --mode ensemble")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")

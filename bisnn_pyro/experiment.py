@@ -158,7 +158,9 @@ def build(config: ExperimentConfig, train, parallel: DataParallel | None = None)
             parallel=parallel,
         )
     except CompositionError as error:  # parts or an engine that cannot run this configuration say why
-        raise ConfigError(f"--engine {config.engine}: {error}" if config.engine != "auto" else str(error)) from None
+        raise ConfigError(
+            f"training.engine {config.engine!r}: {error}" if config.engine != "auto" else str(error)
+        ) from None
     return bsnn, trainer
 
 
@@ -276,7 +278,7 @@ class Run:
     def prediction_weights(self, mode: str, samples: int) -> dict[str, torch.Tensor]:
         """The weights ``evaluate`` predicts with: the MAP or mean weights (a draw dimension of 1),
         or ``samples`` draws from the guide, the draws the run would make next (training's stay its
-        own)."""
+        own).  It takes ``mode`` and ``samples`` as given; ``prediction_draws`` resolves and checks them."""
         if mode != "ensemble":
             return {k: v.unsqueeze(0) for k, v in point_weights(self.bsnn.guide, mode).items()}
         example, _ = _example(self.test)

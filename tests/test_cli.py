@@ -81,7 +81,7 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
         (["train", "--epochs", "0"], "training.epochs must be an integer >= 1"),
         (["train", "--lr", "-0.1"], "optim.lr must be a finite number > 0"),
         (["train", "--particles", "0"], "training.particles must be an integer >= 1"),
-        (["train", "--engine", "direct", "--rule", "fp"], "--engine direct: the direct engine cannot evaluate"),
+        (["train", "--engine", "direct", "--rule", "fp"], "training.engine 'direct': the direct engine cannot"),
         (["train", "--device", "tpu"], "unknown device"),
         (["train", "--dense", "64"], "an mlp takes model.hidden"),
         (["train", "--kernel-size", "5"], "an mlp takes model.hidden"),
@@ -107,7 +107,7 @@ def test_existing_run_is_not_overwritten(trained_run, capsys):
             "scores whole sequences; use the sequence schedule",
         ),
         (["train", "--engine", "direct", "--rule", "bayes-sf"], "no form of TraceGraph_ELBO"),
-        (["train", "--engine", "fused", "--rule", "ste", "--schedule", "online"], "--engine fused: the fused engine"),
+        (["train", "--engine", "fused", "--rule", "ste", "--schedule", "online"], "training.engine 'fused': the fused"),
     ],
 )
 def test_bad_values_give_one_line_and_status_2(tmp_path, capsys, argv, message):

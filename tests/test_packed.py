@@ -228,6 +228,7 @@ def test_packed_engine_refuses_a_full_precision_run(tmp_path, capsys):
     assert main(["export", str(tmp_path / "fp"), "--out", str(tmp_path / "fp.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("bisnn-pyro: error: ") and "+-1" in line for line in err)
+    assert "engine 'packed': the packed engine cannot run this" in err[0]
     assert not (tmp_path / "fp.npz").exists()
 
 

@@ -487,7 +487,8 @@ def run_cost(
 ) -> dict[str, Any]:
     """``network_cost`` of a run on its test set with its MAP weights (``mode="map"``) or
     ``samples`` posterior draws (``"ensemble"``; default: the run's K), the draws the run would
-    make next (as ``Run.test_predictions``); adds ``run``, ``rule`` and ``mode``."""
+    make next (as ``Run.test_predictions``); adds ``run``, ``rule`` and ``mode``.  ``ConfigError``
+    for what ``Run.prediction_draws`` refuses (K draws of a point estimate, ``samples`` with the MAP)."""
     if mode not in COST_MODES:
         raise ConfigError(f"cost mode must be one of {', '.join(COST_MODES)}, got {mode!r}")
     mode, draws = run.prediction_draws(mode, samples)

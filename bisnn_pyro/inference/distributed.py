@@ -69,8 +69,9 @@ class DataParallel:
         if device == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))  # "cuda" is then this process's GPU
         # torch.distributed.nn binds the world group into its functions' defaults when imported; imported
-        # after the group exists (torch.optim imports it), it would keep the group, and its gloo threads,
-        # alive past destroy_process_group into the interpreter's exit, which now and then aborts there
+        # after the group exists (building a torch.optim optimiser imports it), it would keep the group,
+        # and its gloo threads, alive past destroy_process_group into the interpreter's exit, which now
+        # and then aborts there
         importlib.import_module("torch.distributed.nn")
         if not dist.is_initialized():  # gradients on the GPU go through NCCL, the scalars it agrees on through gloo
             dist.init_process_group("cpu:gloo,cuda:nccl" if device == "cuda" else "gloo")

@@ -239,7 +239,9 @@ class Export:
 
 def export_packed(run, path: str | Path, mode: str = "map", samples: int | None = None) -> Export:
     """Write ``run``'s MAP network (``mode="map"``) or ``samples`` posterior draws (``"ensemble"``;
-    default the run's K: the draws ``run.evaluate`` scores) to ``path`` as a packed file."""
+    default the run's K: the draws ``run.evaluate`` scores) to ``path`` as a packed file
+    (``ConfigError`` for what ``Run.prediction_draws`` refuses: K draws of a point estimate, or
+    ``samples`` with the MAP)."""
     if mode not in ("map", "ensemble"):
         raise ConfigError(f"unknown export mode {mode!r}; expected 'map' or 'ensemble'")
     weights = run.prediction_weights(*run.prediction_draws(mode, samples))
