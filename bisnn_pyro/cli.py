@@ -127,10 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("run_dir")
     export.add_argument("--format", choices=["packed"], default="packed",
                         help="packed: one bit per synapse in a .npz file, read with bisnn_pyro.packed.load_packed")
-    choice = export.add_mutually_exclusive_group()
-    choice.add_argument("--mode", choices=["map"], default=None, help="the MAP network (the default)")
-    choice.add_argument("--samples", type=_at_least_one, default=None, metavar="K",
-                        help="K posterior draws, the ones `evaluate --samples K` scores")
+    export.add_argument("--mode", choices=("map", "ensemble"), default=None,
+                        help="the MAP network or K posterior draws (default: map, or ensemble with --samples)")
+    export.add_argument("--samples", type=_at_least_one, default=None, metavar="K",
+                        help="K posterior draws, the ones `evaluate --samples K` scores (default: the run's K); "
+                             "given alone, it means --mode ensemble")
     export.add_argument("--out", required=True, metavar="FILE", help="file to write (.npz)")
     export.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the run's)")
 
@@ -337,10 +338,18 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
         print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
+def _one_network_unless_samples(args: argparse.Namespace) -> str:
+    """export's and cost's mode: --mode, else the MAP network, or the ensemble where --samples is given."""
+    return args.mode or ("ensemble" if args.samples is not None else "map")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
+    classes = SPECS[run.config.dataset].classes
+    for warning in chance_warnings(scores["accuracy"], classes, scores["n"], f"{scores['mode']} accuracy"):
+        print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -349,8 +358,7 @@ def _export(args: argparse.Namespace) -> None:
     if not args.out.strip():
         raise ConfigError("--out needs the name of a file, got ''")
     run = open_run(args.run_dir, args.device)
-    mode = "map" if args.samples is None else "ensemble"
-    written = export_packed(run, args.out, mode, args.samples)
+    written = export_packed(run, args.out, _one_network_unless_samples(args), args.samples)
     print(f"{written.path}: {written.describe()}")
 
 
@@ -358,9 +366,8 @@ def _cost(args: argparse.Namespace) -> None:
     from .analysis.cost import cost_table, parse_energy, run_cost
 
     energies = parse_energy(args.energy)
-    mode = args.mode or ("ensemble" if args.samples is not None else "map")
     run = open_run(args.run_dir, args.device)
-    cost = run_cost(run, mode, args.samples, energies=energies, ann_passes=args.ann_passes,
+    cost = run_cost(run, _one_network_unless_samples(args), args.samples, energies=energies, ann_passes=args.ann_passes,
                     all_readouts=args.all_readouts)
     print(json.dumps(cost) if args.json else cost_table(cost))
 

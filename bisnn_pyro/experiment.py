@@ -26,6 +26,7 @@ from .data.events import DataError
 from .data.registry import SPECS, load_dataset
 from .errors import CheckpointError
 from .inference import BayesianSNN, Trainer
+from .inference.bnn import ENGINES
 from .inference.checkpoint import load_checkpoint, remove_unfinished_writes
 from .inference.distributed import DataParallel
 from .inference.predict import check_mode, point_weights
@@ -255,14 +256,15 @@ class Run:
         if mode != "ensemble":
             if samples is not None:
                 raise ConfigError(
-                    f"samples={samples} counts an ensemble's draws, but mode {mode!r} predicts with one network"
+                    f"samples={samples} counts an ensemble's draws, but mode {mode!r} predicts with one network: "
+                    "drop the samples, or ask for mode 'ensemble'"
                 )
             return mode, 1
         guide = part("guide", self.config.guide)
         if guide.point_estimate:
             raise ConfigError(
-                f"{self.directory}: the {guide.name} guide is a point estimate, so its draws are all one network; "
-                "mode 'map' predicts with it"
+                f"{self.directory}: the {guide.name} guide is a point estimate, so its draws are all one network: "
+                "use mode 'map', without samples"
             )
         return mode, self.config.samples if samples is None else samples
 
@@ -296,6 +298,8 @@ class Run:
         self, mode: str, samples: int, batch_size: int = 200, engine: str = "auto"
     ) -> tuple[torch.Tensor, torch.Tensor, set[str]]:
         """``test_predictions`` and the engines that computed them (one per batch, as ``engine`` chose)."""
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
         self.check_prediction_memory(samples if mode == "ensemble" else 1, batch_size)
         weights = self.prediction_weights(mode, samples)
         batches = [(self.test.x, self.test.y)] if isinstance(self.test, SpikeDataset) else DataLoader(

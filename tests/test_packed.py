@@ -237,11 +237,16 @@ def test_export_command(run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "three.npz: 3 draw(s) of 1-bit weights" in out and "in float32" in out
     assert load_packed(tmp_path / "three.npz").network.draws == 3
-    for argv in (["--samples", "0"], ["--mode", "map", "--samples", "2"], ["--format", "onnx"]):
+    folder = str(run.directory)
+    assert main(["export", folder, "--mode", "ensemble", "--samples", "2", "--out", str(tmp_path / "2")]) == 0
+    assert load_packed(tmp_path / "2.npz").network.draws == 2 and "2.npz: 2 draw(s)" in capsys.readouterr().out
+    for argv in (["--samples", "0"], ["--format", "onnx"], ["--mode", "mean"]):
         with pytest.raises(SystemExit) as exited:  # argparse's one-line refusal
             main(["export", str(run.directory), *argv, "--out", str(tmp_path / "x.npz")])
         assert exited.value.code == 2
         assert capsys.readouterr().err.startswith("bisnn-pyro: error:")
+    assert main(["export", folder, "--mode", "map", "--samples", "2", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "samples=2 counts an ensemble's draws, but mode 'map'" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
 
 

@@ -545,11 +545,12 @@ def cost_table(cost: Mapping[str, Any]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i < 3 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
              for line in table]
-    source = f"{cost['run']}, {cost['rule']}, " if "run" in cost else ""
+    source = f"{cost['run']} ({cost['rule']} rule): " if "run" in cost else ""
     mode = f"{cost.get('mode', 'given')} weights" + (f", K={cost['samples']}" if cost["samples"] > 1 else "")
     intro = (f"{source}{cost['network']} with {cost['weights']} weights ({mode}): per test sequence and pass, mean "
              f"over {cost['sequences']:,} sequences of {cost['steps']} steps")
-    skipped = [] if cost["readouts"] == "all" else ["* not in the totals: prediction reads the last readout only"]
+    starred = not all(row["in_total"] for row in cost["layers"])
+    skipped = ["* not in the totals: prediction reads the last readout only"] if starred else []
     energy, memory = cost["energy_by_network_pj"], cost["weight_memory"]
     constants = cost["energy_constants_pj"]
     own = "binary_snn" if cost["weights"] == "binary" else "float_snn"
