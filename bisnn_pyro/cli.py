@@ -23,7 +23,7 @@ from .config.options import ConfigError, Text
 from .config.run import PLUGINS, SECTIONS, ExperimentConfig, merge, read_config_file, sectioned
 from .data.registry import SPECS
 from .errors import BisnnError, PeerFailed, one_line
-from .experiment import Run, create_run, open_run
+from .experiment import Run, create_run, open_run, refuse_samples_of_one_network
 from .inference.bnn import ENGINES
 from .inference.predict import MODES
 from .inference.rules import RULE_PRESETS
@@ -344,6 +344,7 @@ def _one_network_unless_samples(args: argparse.Namespace) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
+    refuse_samples_of_one_network(args.mode, args.samples)
     run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
@@ -357,6 +358,7 @@ def _export(args: argparse.Namespace) -> None:
 
     if not args.out.strip():
         raise ConfigError("--out needs the name of a file, got ''")
+    refuse_samples_of_one_network(args.mode, args.samples)
     run = open_run(args.run_dir, args.device)
     written = export_packed(run, args.out, _one_network_unless_samples(args), args.samples)
     print(f"{written.path}: {written.describe()}")
@@ -366,6 +368,7 @@ def _cost(args: argparse.Namespace) -> None:
     from .analysis.cost import cost_table, parse_energy, run_cost
 
     energies = parse_energy(args.energy)
+    refuse_samples_of_one_network(args.mode, args.samples)
     run = open_run(args.run_dir, args.device)
     cost = run_cost(run, _one_network_unless_samples(args), args.samples, energies=energies, ann_passes=args.ann_passes,
                     all_readouts=args.all_readouts)

@@ -179,6 +179,16 @@ def _build_model(config: ExperimentConfig, train) -> tuple[BayesianSNN, Rule]:
     return bsnn, rule
 
 
+def refuse_samples_of_one_network(mode: str | None, samples: int | None) -> None:
+    """``samples`` count an ensemble's weight draws: refuse them with a mode of one network (map,
+    mean), before any run is read (``Run.prediction_draws`` checks the rest)."""
+    if mode not in (None, "ensemble") and samples is not None:
+        raise ConfigError(
+            f"samples={samples} counts an ensemble's draws, but mode {mode!r} predicts with one network: "
+            "drop the samples, or ask for mode 'ensemble'"
+        )
+
+
 @dataclass
 class Run:
     """A run folder brought to life: its configuration, data, model and trainer."""
@@ -247,18 +257,14 @@ class Run:
         point-estimate guide), or to ``"ensemble"`` where only ``samples`` is given; an ensemble's
         ``samples`` default to the run's K.  Refused: ``samples`` with a mode of one network (map,
         mean), and an ensemble of a point-estimate guide, whose draws are all one network."""
-        if mode is None:
-            mode = "ensemble" if samples is not None else self.modes[0]
         try:
-            check_mode(mode, 1 if samples is None else samples)
+            check_mode(mode or "ensemble", 1 if samples is None else samples)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        refuse_samples_of_one_network(mode, samples)
+        if mode is None:
+            mode = "ensemble" if samples is not None else self.modes[0]
         if mode != "ensemble":
-            if samples is not None:
-                raise ConfigError(
-                    f"samples={samples} counts an ensemble's draws, but mode {mode!r} predicts with one network: "
-                    "drop the samples, or ask for mode 'ensemble'"
-                )
             return mode, 1
         guide = part("guide", self.config.guide)
         if guide.point_estimate:

@@ -90,6 +90,7 @@ def test_an_output_that_is_a_file_or_cannot_be_written(tmp_path, capsys):
         (["evaluate", "{run}", "--samples", "10000000"], "needs at least"),
         (["evaluate", "{run}", "--samples", "three"], "argument --samples: expected a whole number >= 1, got 'three'"),
         (["evaluate", "{run}", "--mode", "map", "--samples", "3"], "mode 'map' predicts with one network"),
+        (["cost", "/no/such/run", "--mode", "map", "--samples", "3"], "mode 'map' predicts"),  # before reading it
         (["evaluate", "{run}/config.json"], "is a file; expected a run folder"),
         (["export", "{run}", "--samples", "0", "--out", "{tmp}/p.npz"], "argument --samples: expected a whole number"),
         (["study", "run", "{tmp}/s.toml", "--out", "{tmp}/o", "--workers", "0"], "argument --workers: expected"),

@@ -44,6 +44,21 @@ def test_evaluate_json(trained_run, capsys):
     assert json.loads(out)["samples"] == 1
 
 
+def test_prediction_draws_fills_in_the_runs_defaults_and_refuses_what_it_cannot_mean(trained_run):
+    from bisnn_pyro.config.options import ConfigError
+    from bisnn_pyro.experiment import open_run
+
+    run = open_run(trained_run)
+    assert run.prediction_draws() == ("ensemble", 10) == run.prediction_draws("ensemble")
+    assert run.prediction_draws(samples=3) == ("ensemble", 3)
+    assert run.prediction_draws("map") == ("map", 1) and run.prediction_draws("mean") == ("mean", 1)
+    for mode, samples, message in [("mean", 2, "samples=2 counts an ensemble's draws, but mode 'mean'"),
+                                   ("median", None, "unknown prediction mode 'median'"),
+                                   ("ensemble", 0, "K must be >= 1, got 0")]:
+        with pytest.raises(ConfigError, match=message):
+            run.prediction_draws(mode, samples)
+
+
 def test_evaluate_scores_the_runs_own_predictor_by_default(trained_run, tmp_path, capsys):
     """A Bayesian run's default is its ensemble of the run's K; a point-estimate guide's (ST-BiSNN,
     full precision) is its MAP, and an ensemble of it (K copies of one network) is refused in
