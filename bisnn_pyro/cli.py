@@ -330,11 +330,18 @@ def _fit_and_summarise(run: Run, args: argparse.Namespace) -> None:
         f"{run.config.label} on {run.config.dataset}, {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.1f} s"
     )
     print(f"{header} -> {run.directory}: " + "; ".join(_format(s) for s in scores))
-    classes, best = SPECS[run.config.dataset].classes, max(scores, key=lambda s: s["accuracy"])
-    for warning in [
-        *loss_warnings([record["loss"] for record in run.metrics()]),
-        *chance_warnings(best["accuracy"], classes, best["n"], f"{best['mode']} accuracy"),
-    ]:
+    best = max(scores, key=lambda s: s["accuracy"])
+    _warn([*loss_warnings([record["loss"] for record in run.metrics()]), *_at_chance(run, best)])
+
+
+def _at_chance(run: Run, scores: dict) -> list[str]:
+    """A warning if the accuracy in ``scores`` is no better than guessing one of the run's classes."""
+    classes = SPECS[run.config.dataset].classes
+    return chance_warnings(scores["accuracy"], classes, scores["n"], f"{scores['mode']} accuracy")
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
         print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
 
 
@@ -348,9 +355,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     run = open_run(args.run_dir, args.device)
     scores = run.evaluate(args.mode, args.samples, args.engine)
     print(json.dumps(scores) if args.json else _format(scores))
-    classes = SPECS[run.config.dataset].classes
-    for warning in chance_warnings(scores["accuracy"], classes, scores["n"], f"{scores['mode']} accuracy"):
-        print(f"bisnn-pyro: warning: {warning}", file=sys.stderr)
+    _warn(_at_chance(run, scores))
 
 
 def _export(args: argparse.Namespace) -> None:

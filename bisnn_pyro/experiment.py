@@ -266,11 +266,10 @@ class Run:
             mode = "ensemble" if samples is not None else self.modes[0]
         if mode != "ensemble":
             return mode, 1
-        guide = part("guide", self.config.guide)
-        if guide.point_estimate:
+        if "ensemble" not in self.modes:
             raise ConfigError(
-                f"{self.directory}: the {guide.name} guide is a point estimate, so its draws are all one network: "
-                "use mode 'map', without samples"
+                f"{self.directory}: the {part('guide', self.config.guide).name} guide is a point estimate, so its "
+                "draws are all one network: use mode 'map', without samples"
             )
         return mode, self.config.samples if samples is None else samples
 
